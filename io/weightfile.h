@@ -1,0 +1,53 @@
+/* weightfile.h - read and validate a .clip weight file (format: docs/FORMAT.md).
+ *
+ * The file is memory-mapped; tensors point straight into the mapping. Everything is
+ * checked before use: magic, version, section bounds, every string length and count,
+ * every tensor's dtype, shape, offset, size and alignment, and the config's values.
+ */
+#ifndef CLIP_IO_WEIGHTFILE_H
+#define CLIP_IO_WEIGHTFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model/clip.h"
+
+#define WF_MAGIC "CLIPC\0\0\1"
+#define WF_VERSION 1
+#define WF_ALIGN 64
+#define WF_MAX_DIMS 4
+
+enum { WF_F32 = 0 };
+
+typedef struct {
+    char name[128];
+    uint32_t dtype;
+    uint32_t n_dims;
+    uint64_t dims[WF_MAX_DIMS];
+    const void *data;       /* inside the mapping, WF_ALIGN-aligned */
+    uint64_t size;          /* bytes */
+} wf_tensor;
+
+typedef struct {
+    uint32_t n_vocab, n_merges, sot_id, eot_id;
+    const char **tokens;    /* [n_vocab], pointers into the mapping (not NUL-terminated) */
+    uint32_t *token_lens;   /* [n_vocab] */
+    uint32_t *merges;       /* [n_merges * 3]: left id, right id, merged id */
+} wf_tokenizer;
+
+typedef struct {
+    char path[512];
+    const uint8_t *map;
+    size_t map_size;
+    clip_config config;
+    wf_tokenizer tokenizer;
+    uint32_t n_tensors;
+    wf_tensor *tensors;
+} weightfile;
+
+int weightfile_open(const char *path, weightfile *wf);
+void weightfile_close(weightfile *wf);
+/* NULL when absent. */
+const wf_tensor *weightfile_find(const weightfile *wf, const char *name);
+
+#endif

@@ -1,0 +1,74 @@
+/* kernels.h - the numeric building blocks of a transformer, knowing nothing of CLIP.
+ *
+ * Every kernel works on row-major float32 arrays. Each exists as a portable scalar
+ * reference (`*_scalar`) and, where it pays, as AVX2 and AVX-512 versions; the plain
+ * name dispatches at run time to the best one this CPU supports (kernels_init() picks,
+ * once). Tests compare every SIMD version against its scalar reference.
+ */
+#ifndef CLIP_KERNELS_H
+#define CLIP_KERNELS_H
+
+#include <stddef.h>
+
+/* ---- CPU dispatch ---------------------------------------------------------------- */
+typedef enum { CPU_SCALAR = 0, CPU_AVX2 = 1, CPU_AVX512 = 2 } cpu_level;
+
+cpu_level cpu_detect(void);              /* what this CPU (and OS) supports */
+void kernels_init(void);                 /* pick implementations; idempotent, thread-safe */
+/* Force a level (for tests and benchmarks); clamped to what the CPU supports. */
+void kernels_force(cpu_level level);
+cpu_level kernels_level(void);           /* the level in use */
+const char *cpu_level_name(cpu_level level);
+
+/* ---- LayerNorm: out[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta ------------- */
+/* x, out: [n_rows, dim]; gamma, beta: [dim]. out may equal x. */
+void layernorm(float *out, const float *x, const float *gamma, const float *beta,
+               int n_rows, int dim, float eps);
+
+/* ---- Activations, in place over n floats -------------------------------------------- */
+void quick_gelu(float *x, size_t n);     /* x * sigmoid(1.702 x)           (OpenAI CLIP) */
+void gelu(float *x, size_t n);           /* 0.5 x (1 + erf(x / sqrt 2))    (exact GELU)  */
+
+/* ---- Softmax over one row of n floats, in place ------------------------------------- */
+void softmax(float *x, int n);
+
+/* ---- Elementwise ---------------------------------------------------------------------- */
+void add_inplace(float *y, const float *x, size_t n);   /* y += x (the residual) */
+
+/* ---- Multi-head self-attention (after the qkv projection) ---------------------------
+ * qkv:  [n_tokens, 3 * d_model]; row t holds q_t, then k_t, then v_t, each [d_model] with
+ *       head h in columns [h * head_dim, (h + 1) * head_dim).
+ * out:  [n_queries, d_model]: for each head, softmax(q k^T / sqrt(head_dim)) v, computed for
+ *       the first n_queries tokens (n_queries <= n_tokens) against all n_tokens keys, or
+ *       with `causal` only against keys 0..t for query t.
+ * scratch: at least n_tokens floats.                                                    */
+void attention(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
+               int n_heads, int causal, float *scratch);
+
+/* ---- Linear layer through BLAS: y = x . W^T + b ------------------------------------
+ * x: [n_rows, d_in], W: [d_out, d_in] (PyTorch layout), b: [d_out] or NULL, y: [n_rows, d_out] */
+void linear(float *y, const float *x, const float *w, const float *b,
+            int n_rows, int d_in, int d_out);
+void blas_set_threads(int n_threads);
+
+/* ---- The implementations behind the dispatch, for tests --------------------------- */
+void layernorm_scalar(float *, const float *, const float *, const float *, int, int, float);
+void layernorm_avx2(float *, const float *, const float *, const float *, int, int, float);
+void layernorm_avx512(float *, const float *, const float *, const float *, int, int, float);
+void quick_gelu_scalar(float *, size_t);
+void quick_gelu_avx2(float *, size_t);
+void quick_gelu_avx512(float *, size_t);
+void gelu_scalar(float *, size_t);
+void gelu_avx2(float *, size_t);
+void gelu_avx512(float *, size_t);
+void softmax_scalar(float *, int);
+void softmax_avx2(float *, int);
+void softmax_avx512(float *, int);
+void add_inplace_scalar(float *, const float *, size_t);
+void add_inplace_avx2(float *, const float *, size_t);
+void add_inplace_avx512(float *, const float *, size_t);
+void attention_scalar(float *, const float *, int, int, int, int, int, float *);
+void attention_avx2(float *, const float *, int, int, int, int, int, float *);
+void attention_avx512(float *, const float *, int, int, int, int, int, float *);
+
+#endif

@@ -1,0 +1,35 @@
+#!/bin/sh
+# deps.sh - make sure the system packages clip.c needs are present.
+# Usage: tools/deps.sh build|test|bench
+# Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise
+# prints one line naming the packages to install and fails.
+set -u
+need=""
+have_header() { [ -f "$1" ]; }
+check_pkg() { # package, test command
+    if ! sh -c "$2" >/dev/null 2>&1; then need="$need $1"; fi
+}
+check_pkg libopenblas-dev 'test -f /usr/include/x86_64-linux-gnu/cblas.h || test -f /usr/include/aarch64-linux-gnu/cblas.h || test -f /usr/include/cblas.h || pkg-config --exists openblas'
+check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h'
+check_pkg pkg-config 'command -v pkg-config'
+check_pkg make 'command -v make'
+check_pkg gcc 'command -v cc'
+case "${1:-build}" in
+    test)  check_pkg check 'test -f /usr/include/check.h'
+           check_pkg python3 'command -v python3'
+           check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt' ;;
+    bench) check_pkg hyperfine 'command -v hyperfine'
+           check_pkg python3 'command -v python3' ;;
+esac
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing$need" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq $need >/dev/null 2>&1; then
+        apt-get update -qq >/dev/null 2>&1
+        apt-get install -y -qq $need >/dev/null || { echo "deps: apt-get install$need failed" >&2; exit 1; }
+    fi
+    exit 0
+fi
+echo "error: missing system packages; install them with: sudo apt-get install$need" >&2
+exit 1
