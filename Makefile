@@ -1,6 +1,6 @@
 # clip.c - build, test and benchmark.
 #
-#   make          ./clip_run and libclip.a (public header: model/clip.h)
+#   make          ./clip_run and build/libclip.a (public header: model/clip.h)
 #   make test     the whole test suite (unit, golden end-to-end, CLI)
 #   make demo     classify a bundled sample image with weights/demo.clip
 #   make bench    benchmarks (bench/README.md)
@@ -35,7 +35,10 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK := $(BUILD)/.deps-build
 
 .PHONY: all test demo bench clean deps
-all: clip_run libclip.a
+LIB := $(BUILD)/libclip.a
+CLI ?= clip_run
+
+all: $(CLI) $(LIB)
 
 $(BUILD)/.deps-build:
 	@sh tools/deps.sh build
@@ -55,25 +58,25 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-libclip.a: $(LIB_OBJ)
+$(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-clip_run: $(BUILD)/tools/clip_run.o libclip.a
+$(CLI): $(BUILD)/tools/clip_run.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h libclip.a | $(BUILD)/.deps-test
+$(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -o $@ $< libclip.a $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
 
 # The test command of the README and of .ci/run.
 test: $(BUILD)/.deps-test all $(TEST_BIN)
-	@sh tests/run_tests.sh $(BUILD)
+	@CLIP_RUN=./$(CLI) sh tests/run_tests.sh $(BUILD)
 
 demo: all
 	./clip_run classify weights/demo.clip tests/data/demo/red_circle.png \
 	    -l "red circle" -l "blue square" -l "green triangle" -l "yellow star" --top 3
 
 clean:
-	rm -rf $(BUILD) clip_run libclip.a
+	rm -rf $(BUILD) $(CLI)
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/tools/clip_run.d $(TEST_BIN:=.d)

@@ -17,7 +17,8 @@ check_pkg gcc 'command -v cc'
 case "${1:-build}" in
     test)  check_pkg check 'test -f /usr/include/check.h'
            check_pkg python3 'command -v python3'
-           check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt' ;;
+           check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt'
+           check_pkg python3-pil '/usr/bin/python3 -c "import PIL"' ;;
     bench) check_pkg hyperfine 'command -v hyperfine'
            check_pkg python3 'command -v python3' ;;
 esac
