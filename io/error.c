@@ -17,7 +17,11 @@ int clip_fail(int code, const char *fmt, ...) {
 
 void clip_error_prefix(const char *context) {
     char tmp[sizeof last_message];
-    snprintf(tmp, sizeof tmp, "%s: %s", context, last_message);
+    size_t n = strlen(context);
+    if (n > 256) n = 256;
+    memcpy(tmp, context, n);
+    memcpy(tmp + n, ": ", 2);
+    snprintf(tmp + n + 2, sizeof tmp - n - 2, "%s", last_message);
     memcpy(last_message, tmp, sizeof tmp);
 }
 

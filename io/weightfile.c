@@ -1,0 +1,434 @@
+/* weightfile.c - map a .clip file and check every byte of its structure before use.
+ *
+ * The format is documented in docs/FORMAT.md. Reading goes through a bounds-checked
+ * cursor over one section at a time, so a corrupt count, length or offset can never make
+ * us read outside the mapping: each failure names the file, the section or tensor, and
+ * what is wrong.
+ */
+#include "weightfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+#define HEADER_SIZE 80
+#define MAX_NAME 127          /* tensor names fit wf_tensor.name */
+#define MAX_TENSORS 65536
+#define MAX_CONFIG_ENTRIES 4096
+#define MAX_TOKEN_BYTES 4096
+#define MAX_VOCAB (1u << 22)
+
+/* ---- A cursor over one section --------------------------------------------------------- */
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+    const char *path, *section;
+    int failed;
+} cursor;
+
+static int cursor_fail(cursor *c, const char *what) {
+    if (!c->failed)
+        clip_fail(CLIP_ERR_FORMAT, "%s: %s section truncated while reading %s", c->path,
+                  c->section, what);
+    c->failed = 1;
+    return CLIP_ERR_FORMAT;
+}
+
+static const uint8_t *take(cursor *c, size_t n, const char *what) {
+    if (c->failed || c->left < n) {
+        cursor_fail(c, what);
+        return NULL;
+    }
+    const uint8_t *at = c->p;
+    c->p += n;
+    c->left -= n;
+    return at;
+}
+
+static uint32_t read_u32(cursor *c, const char *what) {
+    const uint8_t *b = take(c, 4, what);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+}
+
+static uint64_t read_u64_at(const uint8_t *b) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+static uint64_t read_u64(cursor *c, const char *what) {
+    const uint8_t *b = take(c, 8, what);
+    return b ? read_u64_at(b) : 0;
+}
+
+static float read_f32(cursor *c, const char *what) {
+    uint32_t bits = read_u32(c, what);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* A length-prefixed string; returns a pointer into the mapping (not NUL-terminated). */
+static const char *read_str(cursor *c, uint32_t *len, uint32_t max_len, const char *what) {
+    *len = read_u32(c, what);
+    if (c->failed) return NULL;
+    if (*len > max_len) {
+        clip_fail(CLIP_ERR_FORMAT, "%s: %s section: %s is %u bytes long (limit %u)", c->path,
+                  c->section, what, *len, max_len);
+        c->failed = 1;
+        return NULL;
+    }
+    return (const char *)take(c, *len, what);
+}
+
+/* ---- Config ------------------------------------------------------------------------------ */
+enum { KV_U32 = 1, KV_F32 = 2, KV_STR = 3, KV_F32_ARRAY = 4 };
+
+typedef struct {
+    const char *key;
+    int type;
+    size_t offset; /* into clip_config */
+    double min, max;
+    int count;     /* for KV_F32_ARRAY */
+} config_field;
+
+#define FIELD_U32(name, lo, hi) {#name, KV_U32, offsetof(clip_config, name), lo, hi, 1}
+static const config_field config_fields[] = {
+    FIELD_U32(image_size, 1, 8192),     FIELD_U32(patch_size, 1, 1024),
+    FIELD_U32(vision_width, 1, 16384),  FIELD_U32(vision_layers, 1, 256),
+    FIELD_U32(vision_heads, 1, 1024),   FIELD_U32(vision_mlp, 1, 131072),
+    FIELD_U32(text_vocab, 1, MAX_VOCAB), FIELD_U32(text_context, 2, 8192),
+    FIELD_U32(text_width, 1, 16384),    FIELD_U32(text_layers, 1, 256),
+    FIELD_U32(text_heads, 1, 1024),     FIELD_U32(text_mlp, 1, 131072),
+    FIELD_U32(embed_dim, 1, 16384),
+    {"activation", KV_STR, offsetof(clip_config, activation), 0, 0, 1},
+    {"ln_eps", KV_F32, offsetof(clip_config, ln_eps), 1e-12, 0.1, 1},
+    {"image_mean", KV_F32_ARRAY, offsetof(clip_config, image_mean), -10, 10, 3},
+    {"image_std", KV_F32_ARRAY, offsetof(clip_config, image_std), 1e-6, 100, 3},
+    {"logit_scale", KV_F32, offsetof(clip_config, logit_scale), -100, 100, 1},
+    {"name", KV_STR, offsetof(clip_config, name), 0, 0, 1},
+};
+#define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static int parse_config(cursor *c, clip_config *cfg) {
+    char seen[N_CONFIG_FIELDS] = {0};
+    uint32_t n_entries = read_u32(c, "entry count");
+    if (c->failed) return CLIP_ERR_FORMAT;
+    if (n_entries > MAX_CONFIG_ENTRIES)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: config has %u entries (limit %d)", c->path,
+                         n_entries, MAX_CONFIG_ENTRIES);
+    for (uint32_t e = 0; e < n_entries; e++) {
+        uint32_t key_len;
+        const char *key = read_str(c, &key_len, 256, "config key");
+        uint32_t type = read_u32(c, "config value type");
+        if (c->failed) return CLIP_ERR_FORMAT;
+        const config_field *field = NULL;
+        size_t index = 0;
+        for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+            if (strlen(config_fields[i].key) == key_len &&
+                memcmp(config_fields[i].key, key, key_len) == 0) {
+                field = &config_fields[i];
+                index = i;
+            }
+        if (field && (int)type != field->type)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%s' has type %u, expected %d",
+                             c->path, field->key, type, field->type);
+        if (field && seen[index])
+            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%s' appears twice", c->path,
+                             field->key);
+        if (field) seen[index] = 1;
+        char *dst = field ? (char *)cfg + field->offset : NULL;
+        const char *key_name = field ? field->key : "unknown config key";
+        switch (type) {
+        case KV_U32: {
+            uint32_t v = read_u32(c, key_name);
+            if (field && (v < field->min || v > field->max))
+                return clip_fail(CLIP_ERR_FORMAT, "%s: config %s = %u is out of range [%g, %g]",
+                                 c->path, field->key, v, field->min, field->max);
+            if (field) *(int *)dst = (int)v;
+            break;
+        }
+        case KV_F32: {
+            float v = read_f32(c, key_name);
+            if (field && !(v >= field->min && v <= field->max))
+                return clip_fail(CLIP_ERR_FORMAT, "%s: config %s = %g is out of range [%g, %g]",
+                                 c->path, field->key, v, field->min, field->max);
+            if (field) *(float *)dst = v;
+            break;
+        }
+        case KV_STR: {
+            uint32_t len;
+            const char *s = read_str(c, &len, 1 << 16, key_name);
+            if (c->failed || !field) break;
+            if (field->offset == offsetof(clip_config, activation)) {
+                if (len == 10 && memcmp(s, "quick_gelu", 10) == 0) cfg->activation = CLIP_ACT_QUICK_GELU;
+                else if (len == 4 && memcmp(s, "gelu", 4) == 0) cfg->activation = CLIP_ACT_GELU;
+                else
+                    return clip_fail(CLIP_ERR_FORMAT,
+                                     "%s: config activation '%.*s' is not quick_gelu or gelu",
+                                     c->path, (int)(len < 32 ? len : 32), s);
+            } else {
+                size_t n = len < sizeof cfg->name - 1 ? len : sizeof cfg->name - 1;
+                memcpy(cfg->name, s, n);
+                cfg->name[n] = 0;
+                for (size_t i = 0; i < n; i++) /* keep it printable */
+                    if ((unsigned char)cfg->name[i] < 32) cfg->name[i] = '?';
+            }
+            break;
+        }
+        case KV_F32_ARRAY: {
+            uint32_t count = read_u32(c, key_name);
+            if (field && count != (uint32_t)field->count)
+                return clip_fail(CLIP_ERR_FORMAT, "%s: config %s has %u values, expected %d",
+                                 c->path, field->key, count, field->count);
+            if (!field) {
+                if (count > (1u << 20)) return cursor_fail(c, key_name);
+                take(c, (size_t)count * 4, key_name);
+                break;
+            }
+            for (uint32_t i = 0; i < count; i++) {
+                float v = read_f32(c, key_name);
+                if (!(v >= field->min && v <= field->max))
+                    return clip_fail(CLIP_ERR_FORMAT, "%s: config %s[%u] = %g is out of range",
+                                     c->path, field->key, i, v);
+                ((float *)dst)[i] = v;
+            }
+            break;
+        }
+        default:
+            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%.*s' has unknown type %u",
+                             c->path, (int)(key_len < 64 ? key_len : 64), key, type);
+        }
+        if (c->failed) return CLIP_ERR_FORMAT;
+    }
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+        if (!seen[i])
+            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%s' is missing", c->path,
+                             config_fields[i].key);
+    /* Relations between fields. */
+    if (cfg->image_size % cfg->patch_size)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: image_size %d is not a multiple of patch_size %d",
+                         c->path, cfg->image_size, cfg->patch_size);
+    if (cfg->vision_width % cfg->vision_heads || cfg->text_width % cfg->text_heads)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: head count does not divide the width (vision %d/%d, text %d/%d)",
+                         c->path, cfg->vision_width, cfg->vision_heads, cfg->text_width,
+                         cfg->text_heads);
+    int grid = cfg->image_size / cfg->patch_size;
+    if ((long)grid * grid > 65536)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: %d x %d patches is too many", c->path, grid, grid);
+    return CLIP_OK;
+}
+
+/* ---- Tokenizer ---------------------------------------------------------------------------- */
+static int parse_tokenizer(cursor *c, const clip_config *cfg, wf_tokenizer *tok) {
+    tok->n_vocab = read_u32(c, "vocabulary size");
+    tok->n_merges = read_u32(c, "merge count");
+    tok->sot_id = read_u32(c, "start token id");
+    tok->eot_id = read_u32(c, "end token id");
+    if (c->failed) return CLIP_ERR_FORMAT;
+    if (tok->n_vocab != (uint32_t)cfg->text_vocab)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tokenizer has %u tokens but text_vocab is %d",
+                         c->path, tok->n_vocab, cfg->text_vocab);
+    if (tok->n_merges >= tok->n_vocab)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tokenizer has %u merges for %u tokens", c->path,
+                         tok->n_merges, tok->n_vocab);
+    if (tok->sot_id >= tok->n_vocab || tok->eot_id >= tok->n_vocab || tok->sot_id == tok->eot_id)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tokenizer special ids %u, %u are invalid", c->path,
+                         tok->sot_id, tok->eot_id);
+    /* Every token takes at least 4 bytes and every merge 12: check before allocating. */
+    if ((uint64_t)tok->n_vocab * 4 + (uint64_t)tok->n_merges * 12 > c->left)
+        return cursor_fail(c, "tokens");
+    tok->tokens = malloc(sizeof(char *) * tok->n_vocab);
+    tok->token_lens = malloc(sizeof(uint32_t) * tok->n_vocab);
+    tok->merges = malloc(sizeof(uint32_t) * 3 * (tok->n_merges ? tok->n_merges : 1));
+    if (!tok->tokens || !tok->token_lens || !tok->merges)
+        return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory for the tokenizer", c->path);
+    for (uint32_t i = 0; i < tok->n_vocab; i++) {
+        tok->tokens[i] = read_str(c, &tok->token_lens[i], MAX_TOKEN_BYTES, "token string");
+        if (c->failed) return CLIP_ERR_FORMAT;
+    }
+    for (uint32_t i = 0; i < tok->n_merges * 3; i++) {
+        uint32_t id = read_u32(c, "merges");
+        if (c->failed) return CLIP_ERR_FORMAT;
+        if (id >= tok->n_vocab)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: merge %u refers to token %u (vocabulary has %u)",
+                             c->path, i / 3, id, tok->n_vocab);
+        tok->merges[i] = id;
+    }
+    return CLIP_OK;
+}
+
+/* ---- Tensor directory --------------------------------------------------------------------- */
+static int compare_offsets(const void *a, const void *b) {
+    const wf_tensor *x = *(wf_tensor *const *)a, *y = *(wf_tensor *const *)b;
+    return x->data < y->data ? -1 : x->data > y->data;
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp((*(wf_tensor *const *)a)->name, (*(wf_tensor *const *)b)->name);
+}
+
+static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_t data_size) {
+    wf->n_tensors = read_u32(c, "tensor count");
+    if (c->failed) return CLIP_ERR_FORMAT;
+    if (wf->n_tensors == 0 || wf->n_tensors > MAX_TENSORS)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: %u tensors (expected 1 to %d)", c->path,
+                         wf->n_tensors, MAX_TENSORS);
+    if ((uint64_t)wf->n_tensors * 28 > c->left) return cursor_fail(c, "tensor entries");
+    wf->tensors = calloc(wf->n_tensors, sizeof(wf_tensor));
+    if (!wf->tensors) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", c->path);
+    for (uint32_t i = 0; i < wf->n_tensors; i++) {
+        wf_tensor *t = &wf->tensors[i];
+        uint32_t name_len;
+        const char *name = read_str(c, &name_len, MAX_NAME, "tensor name");
+        if (c->failed) return CLIP_ERR_FORMAT;
+        memcpy(t->name, name, name_len);
+        t->name[name_len] = 0;
+        if (memchr(name, 0, name_len))
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor %u has a NUL in its name", c->path, i);
+        t->dtype = read_u32(c, "tensor dtype");
+        t->n_dims = read_u32(c, "tensor rank");
+        if (c->failed) return CLIP_ERR_FORMAT;
+        if (t->dtype != WF_F32)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has dtype %u (this build reads only 0 = f32)",
+                             c->path, t->name, t->dtype);
+        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", c->path,
+                             t->name, t->n_dims);
+        uint64_t n_elems = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            t->dims[d] = read_u64(c, "tensor shape");
+            if (t->dims[d] == 0 || t->dims[d] > (1ull << 32) || n_elems > (1ull << 40) / t->dims[d])
+                return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has an invalid dimension %llu",
+                                 c->path, t->name, (unsigned long long)t->dims[d]);
+            n_elems *= t->dims[d];
+        }
+        uint64_t offset = read_u64(c, "tensor offset");
+        t->size = read_u64(c, "tensor size");
+        if (c->failed) return CLIP_ERR_FORMAT;
+        if (t->size != n_elems * 4)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape (%llu bytes)",
+                             c->path, t->name, (unsigned long long)t->size,
+                             (unsigned long long)(n_elems * 4));
+        if (offset < data_off || offset > data_off + data_size || t->size > data_off + data_size - offset)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' offset past end of file", c->path,
+                             t->name);
+        if (offset % WF_ALIGN)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' data is not %d-byte aligned",
+                             c->path, t->name, WF_ALIGN);
+        t->data = wf->map + offset;
+    }
+    /* No two tensors share a name or a byte. */
+    wf_tensor **order = malloc(sizeof(wf_tensor *) * wf->n_tensors);
+    if (!order) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", c->path);
+    for (uint32_t i = 0; i < wf->n_tensors; i++) order[i] = &wf->tensors[i];
+    int rc = CLIP_OK;
+    qsort(order, wf->n_tensors, sizeof *order, compare_names);
+    for (uint32_t i = 1; i < wf->n_tensors && !rc; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            rc = clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' appears twice", c->path, order[i]->name);
+    qsort(order, wf->n_tensors, sizeof *order, compare_offsets);
+    for (uint32_t i = 1; i < wf->n_tensors && !rc; i++)
+        if ((const uint8_t *)order[i - 1]->data + order[i - 1]->size > (const uint8_t *)order[i]->data)
+            rc = clip_fail(CLIP_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", c->path,
+                           order[i - 1]->name, order[i]->name);
+    free(order);
+    return rc;
+}
+
+/* ---- Open / close ------------------------------------------------------------------------- */
+static int map_file(const char *path, weightfile *wf) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return clip_fail(CLIP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return clip_fail(CLIP_ERR_IO, "%s: not a regular file", path);
+    }
+    if (st.st_size < HEADER_SIZE) {
+        close(fd);
+        return clip_fail(CLIP_ERR_FORMAT, "%s: too small to be a .clip weight file (%lld bytes)",
+                         path, (long long)st.st_size);
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return clip_fail(CLIP_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    wf->map = map;
+    wf->map_size = (size_t)st.st_size;
+    return CLIP_OK;
+}
+
+/* Check that a section [off, off+size) lies inside the file and return a cursor over it. */
+static int section(weightfile *wf, const uint8_t *header_field, const char *name, cursor *c) {
+    uint64_t off = read_u64_at(header_field), size = read_u64_at(header_field + 8);
+    if (off < HEADER_SIZE || off > wf->map_size || size > wf->map_size - off)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: %s section (offset %llu, %llu bytes) lies outside the file (%zu bytes; truncated?)",
+                         wf->path, name, (unsigned long long)off, (unsigned long long)size,
+                         wf->map_size);
+    *c = (cursor){wf->map + off, (size_t)size, wf->path, name, 0};
+    return CLIP_OK;
+}
+
+int weightfile_open(const char *path, weightfile *wf) {
+    memset(wf, 0, sizeof *wf);
+    snprintf(wf->path, sizeof wf->path, "%s", path);
+    int rc = map_file(path, wf);
+    if (rc) return rc;
+    const uint8_t *h = wf->map;
+    if (memcmp(h, WF_MAGIC, 8) != 0) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: not a .clip weight file (bad magic; convert checkpoints with tools/convert.py)",
+                       path);
+        goto fail;
+    }
+    uint32_t version = h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24;
+    if (version != WF_VERSION) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: format version %u, this build reads version %d",
+                       path, version, WF_VERSION);
+        goto fail;
+    }
+    cursor config_c, tok_c, dir_c, data_c;
+    if ((rc = section(wf, h + 16, "config", &config_c)) || (rc = section(wf, h + 32, "tokenizer", &tok_c)) ||
+        (rc = section(wf, h + 48, "tensor directory", &dir_c)) || (rc = section(wf, h + 64, "data", &data_c)))
+        goto fail;
+    uint64_t data_off = (uint64_t)(data_c.p - wf->map);
+    if (data_off % WF_ALIGN) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: data section is not %d-byte aligned", path, WF_ALIGN);
+        goto fail;
+    }
+    if ((rc = parse_config(&config_c, &wf->config)) ||
+        (rc = parse_tokenizer(&tok_c, &wf->config, &wf->tokenizer)) ||
+        (rc = parse_directory(&dir_c, wf, data_off, data_c.left)))
+        goto fail;
+    wf->config.sot_id = (int)wf->tokenizer.sot_id;
+    wf->config.eot_id = (int)wf->tokenizer.eot_id;
+    return CLIP_OK;
+fail:
+    weightfile_close(wf);
+    return rc;
+}
+
+void weightfile_close(weightfile *wf) {
+    if (wf->map) munmap((void *)wf->map, wf->map_size);
+    free(wf->tokenizer.tokens);
+    free(wf->tokenizer.token_lens);
+    free(wf->tokenizer.merges);
+    free(wf->tensors);
+    char path[sizeof wf->path];
+    memcpy(path, wf->path, sizeof path);
+    memset(wf, 0, sizeof *wf);
+    memcpy(wf->path, path, sizeof path);
+}
+
+const wf_tensor *weightfile_find(const weightfile *wf, const char *name) {
+    for (uint32_t i = 0; i < wf->n_tensors; i++)
+        if (strcmp(wf->tensors[i].name, name) == 0) return &wf->tensors[i];
+    return NULL;
+}
