@@ -1,0 +1,98 @@
+/* bind.c - find every tensor the architecture needs and check its shape.
+ *
+ * The tensor names and shapes are the contract of docs/FORMAT.md. A missing tensor or a
+ * shape that disagrees with the config is an error naming both, so a file that loads is
+ * a file the forward pass can run on without any further checks.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/error.h"
+#include "model.h"
+
+/* Look up `name` (printf-style) and require the given dims (n_dims of them). */
+static int find(const clip_model *m, const float **out, int n_dims, const uint64_t *dims,
+                const char *fmt, ...) {
+    char name[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    const wf_tensor *t = weightfile_find(&m->file, name);
+    if (!t) return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' is missing", m->file.path, name);
+    int same = t->n_dims == (uint32_t)n_dims;
+    for (int d = 0; same && d < n_dims; d++) same = t->dims[d] == dims[d];
+    if (!same) {
+        char got[96] = "", want[96] = "";
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", d ? ", " : "",
+                     (unsigned long long)t->dims[d]);
+        for (int d = 0; d < n_dims; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%llu", d ? ", " : "",
+                     (unsigned long long)dims[d]);
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has shape [%s], the config needs [%s]",
+                         m->file.path, name, got, want);
+    }
+    *out = t->data;
+    return CLIP_OK;
+}
+
+#define SHAPE(...) (sizeof((uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t)), ((uint64_t[]){__VA_ARGS__})
+
+static int bind_tower(const clip_model *m, clip_tower *tw, const char *prefix) {
+    uint64_t d = (uint64_t)tw->d_model, f = (uint64_t)tw->d_mlp;
+    tw->blocks = calloc((size_t)tw->n_layers, sizeof(clip_block));
+    if (!tw->blocks) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", m->file.path);
+    for (int i = 0; i < tw->n_layers; i++) {
+        clip_block *b = &tw->blocks[i];
+        int rc;
+        if ((rc = find(m, &b->ln1_w, SHAPE(d), "%s.blocks.%d.ln1.weight", prefix, i)) ||
+            (rc = find(m, &b->ln1_b, SHAPE(d), "%s.blocks.%d.ln1.bias", prefix, i)) ||
+            (rc = find(m, &b->qkv_w, SHAPE(3 * d, d), "%s.blocks.%d.attn.qkv.weight", prefix, i)) ||
+            (rc = find(m, &b->qkv_b, SHAPE(3 * d), "%s.blocks.%d.attn.qkv.bias", prefix, i)) ||
+            (rc = find(m, &b->out_w, SHAPE(d, d), "%s.blocks.%d.attn.out.weight", prefix, i)) ||
+            (rc = find(m, &b->out_b, SHAPE(d), "%s.blocks.%d.attn.out.bias", prefix, i)) ||
+            (rc = find(m, &b->ln2_w, SHAPE(d), "%s.blocks.%d.ln2.weight", prefix, i)) ||
+            (rc = find(m, &b->ln2_b, SHAPE(d), "%s.blocks.%d.ln2.bias", prefix, i)) ||
+            (rc = find(m, &b->fc1_w, SHAPE(f, d), "%s.blocks.%d.mlp.fc1.weight", prefix, i)) ||
+            (rc = find(m, &b->fc1_b, SHAPE(f), "%s.blocks.%d.mlp.fc1.bias", prefix, i)) ||
+            (rc = find(m, &b->fc2_w, SHAPE(d, f), "%s.blocks.%d.mlp.fc2.weight", prefix, i)) ||
+            (rc = find(m, &b->fc2_b, SHAPE(d), "%s.blocks.%d.mlp.fc2.bias", prefix, i)))
+            return rc;
+    }
+    return CLIP_OK;
+}
+
+int model_bind(clip_model *m) {
+    const clip_config *c = &m->config;
+    clip_vision *v = &m->vision;
+    clip_text *t = &m->text;
+    v->tower = (clip_tower){c->vision_width, c->vision_heads, c->vision_mlp, c->vision_layers,
+                            c->activation, c->ln_eps, NULL};
+    t->tower = (clip_tower){c->text_width, c->text_heads, c->text_mlp, c->text_layers,
+                            c->activation, c->ln_eps, NULL};
+    int grid = c->image_size / c->patch_size;
+    v->n_patches = grid * grid;
+    uint64_t vw = (uint64_t)c->vision_width, tw = (uint64_t)c->text_width;
+    uint64_t p = (uint64_t)c->patch_size, D = (uint64_t)c->embed_dim;
+    int rc;
+    if ((rc = find(m, &v->patch_w, SHAPE(vw, 3 * p * p), "vision.patch_embed.weight")) ||
+        (rc = find(m, &v->class_embed, SHAPE(vw), "vision.class_embed")) ||
+        (rc = find(m, &v->pos_embed, SHAPE((uint64_t)v->n_patches + 1, vw), "vision.pos_embed")) ||
+        (rc = find(m, &v->ln_pre_w, SHAPE(vw), "vision.ln_pre.weight")) ||
+        (rc = find(m, &v->ln_pre_b, SHAPE(vw), "vision.ln_pre.bias")) ||
+        (rc = find(m, &v->ln_post_w, SHAPE(vw), "vision.ln_post.weight")) ||
+        (rc = find(m, &v->ln_post_b, SHAPE(vw), "vision.ln_post.bias")) ||
+        (rc = find(m, &v->proj, SHAPE(D, vw), "vision.proj")) ||
+        (rc = bind_tower(m, &v->tower, "vision")) ||
+        (rc = find(m, &t->token_embed, SHAPE((uint64_t)c->text_vocab, tw), "text.token_embed")) ||
+        (rc = find(m, &t->pos_embed, SHAPE((uint64_t)c->text_context, tw), "text.pos_embed")) ||
+        (rc = find(m, &t->ln_final_w, SHAPE(tw), "text.ln_final.weight")) ||
+        (rc = find(m, &t->ln_final_b, SHAPE(tw), "text.ln_final.bias")) ||
+        (rc = find(m, &t->proj, SHAPE(D, tw), "text.proj")) ||
+        (rc = bind_tower(m, &t->tower, "text")))
+        return rc;
+    return CLIP_OK;
+}

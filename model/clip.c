@@ -1,0 +1,172 @@
+/* clip.c - the public API (clip.h): load a model, make contexts, encode, compare.
+ *
+ * This file is glue: the weight file is read by io/weightfile.c, tensors are bound by
+ * model/bind.c, the towers run in model/vision.c and model/text.c.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../io/error.h"
+#include "../io/image.h"
+#include "../kernels/kernels.h"
+#include "model.h"
+
+/* ---- Model ----------------------------------------------------------------------------- */
+int clip_model_load(const char *path, clip_model **out) {
+    *out = NULL;
+    kernels_init();
+    clip_model *m = calloc(1, sizeof *m);
+    if (!m) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", path);
+    int rc = weightfile_open(path, &m->file);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->config = m->file.config;
+    const wf_tokenizer *wt = &m->file.tokenizer;
+    tokenizer_vocab vocab = {wt->n_vocab, wt->tokens, wt->token_lens, wt->n_merges, wt->merges,
+                             wt->sot_id, wt->eot_id};
+    if ((rc = model_bind(m)) == CLIP_OK && (rc = tokenizer_new(&vocab, &m->tokenizer)) != CLIP_OK)
+        clip_error_prefix(path);
+    if (rc) {
+        clip_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return CLIP_OK;
+}
+
+void clip_model_free(clip_model *m) {
+    if (!m) return;
+    free(m->vision.tower.blocks);
+    free(m->text.tower.blocks);
+    tokenizer_free(m->tokenizer);
+    weightfile_close(&m->file);
+    free(m);
+}
+
+const clip_config *clip_model_config(const clip_model *m) { return &m->config; }
+
+/* ---- Inputs ------------------------------------------------------------------------------ */
+int clip_tokenize(const clip_model *m, const char *text, size_t len, int32_t *ids) {
+    int n = tokenizer_encode(m->tokenizer, text, len, ids, m->config.text_context);
+    return n < 0 ? n : CLIP_OK;
+}
+
+static int image_finish(const clip_model *m, const uint8_t *rgb, float *pixels) {
+    image_normalize(rgb, m->config.image_size, m->config.image_mean, m->config.image_std, pixels);
+    return CLIP_OK;
+}
+
+int clip_image_load(const clip_model *m, const char *path, float *pixels) {
+    const int s = m->config.image_size;
+    uint8_t *rgb = malloc((size_t)s * s * 3);
+    if (!rgb) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", path);
+    int rc = image_load_crop(path, s, rgb);
+    if (rc == CLIP_OK) rc = image_finish(m, rgb, pixels);
+    free(rgb);
+    return rc;
+}
+
+int clip_image_load_memory(const clip_model *m, const void *data, size_t size, const char *label,
+                           float *pixels) {
+    const int s = m->config.image_size;
+    uint8_t *rgb = malloc((size_t)s * s * 3);
+    if (!rgb) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", label);
+    int rc = image_load_crop_memory(data, size, label, s, rgb);
+    if (rc == CLIP_OK) rc = image_finish(m, rgb, pixels);
+    free(rgb);
+    return rc;
+}
+
+/* ---- Contexts ------------------------------------------------------------------------------- */
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Round a float count up to a whole number of 64-byte lines, so every buffer is aligned. */
+static size_t lines(size_t n_floats) { return (n_floats + 15) / 16 * 16; }
+
+int clip_context_new(const clip_model *m, int n_threads, clip_context **out) {
+    *out = NULL;
+    const clip_config *c = &m->config;
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    size_t n_tokens = max_z((size_t)m->vision.n_patches + 1, (size_t)c->text_context);
+    size_t d_model = max_z((size_t)c->vision_width, (size_t)c->text_width);
+    size_t d_mlp = max_z((size_t)c->vision_mlp, (size_t)c->text_mlp);
+    size_t patch_len = 3 * (size_t)c->patch_size * c->patch_size;
+    size_t sizes[] = {lines(n_tokens * d_model), lines(n_tokens * d_model),
+                      lines(n_tokens * 3 * d_model), lines(n_tokens * d_mlp),
+                      lines((size_t)m->vision.n_patches * patch_len), lines(n_tokens)};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
+
+    clip_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx || posix_memalign(&ctx->arena, 64, total * sizeof(float)) != 0) {
+        free(ctx);
+        return clip_fail(CLIP_ERR_NOMEM, "out of memory for a context (%zu MB)",
+                         total * sizeof(float) >> 20);
+    }
+    float *p = ctx->arena;
+    float **bufs[] = {&ctx->x, &ctx->h, &ctx->qkv, &ctx->mlp, &ctx->patches, &ctx->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        *bufs[i] = p;
+        p += sizes[i];
+    }
+    ctx->model = m;
+    ctx->n_threads = n_threads;
+    *out = ctx;
+    return CLIP_OK;
+}
+
+void clip_context_free(clip_context *ctx) {
+    if (!ctx) return;
+    free(ctx->arena);
+    free(ctx);
+}
+
+/* ---- Encoders -------------------------------------------------------------------------- */
+int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *embeds) {
+    const clip_config *c = &ctx->model->config;
+    if (n < 0) return clip_fail(CLIP_ERR_ARG, "clip_encode_images: negative image count");
+    blas_set_threads(ctx->n_threads);
+    size_t image_len = (size_t)3 * c->image_size * c->image_size;
+    for (int i = 0; i < n; i++)
+        vision_forward(ctx, pixels + i * image_len, embeds + (size_t)i * c->embed_dim);
+    return CLIP_OK;
+}
+
+int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embeds) {
+    const clip_config *c = &ctx->model->config;
+    if (n < 0) return clip_fail(CLIP_ERR_ARG, "clip_encode_texts: negative text count");
+    for (size_t i = 0; i < (size_t)n * c->text_context; i++)
+        if (ids[i] < 0 || ids[i] >= c->text_vocab)
+            return clip_fail(CLIP_ERR_ARG, "token id %d at position %zu is outside the vocabulary (0..%d)",
+                             ids[i], i % c->text_context, c->text_vocab - 1);
+    blas_set_threads(ctx->n_threads);
+    for (int i = 0; i < n; i++)
+        text_forward(ctx, ids + (size_t)i * c->text_context, embeds + (size_t)i * c->embed_dim);
+    return CLIP_OK;
+}
+
+/* ---- Embedding helpers --------------------------------------------------------------------- */
+void clip_normalize(float *v, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    if (sum <= 0) return;
+    float inv = (float)(1.0 / sqrt(sum));
+    for (int i = 0; i < n; i++) v[i] *= inv;
+}
+
+float clip_cosine(const float *a, const float *b, int n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0 && bb > 0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
