@@ -21,7 +21,10 @@ void clip_error_prefix(const char *context) {
     if (n > 256) n = 256;
     memcpy(tmp, context, n);
     memcpy(tmp + n, ": ", 2);
-    snprintf(tmp + n + 2, sizeof tmp - n - 2, "%s", last_message);
+    size_t m = strlen(last_message);
+    if (m > sizeof tmp - n - 3) m = sizeof tmp - n - 3; /* cut, rather than overflow */
+    memcpy(tmp + n + 2, last_message, m);
+    tmp[n + 2 + m] = 0;
     memcpy(last_message, tmp, sizeof tmp);
 }
 

@@ -58,7 +58,7 @@ typedef struct {
     int n_labels;
     const char *template_;       /* --template */
     const char *file;            /* -f */
-    int top, threads, raw, json, null_sep, help;
+    int top, threads, raw, json, null_sep, ids, help;
 } args;
 
 /* Which options a command accepts: a string of letters, see parse(). */
@@ -85,6 +85,7 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
+            {NULL, "--ids", 'i'},
         };
         char key = 0;
         const char *value = NULL;
@@ -122,6 +123,7 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
         case 'r': a->raw = 1; break;
         case 'j': a->json = 1; break;
         case '0': a->null_sep = 1; break;
+        case 'i': a->ids = 1; break;
         }
     }
     return 0;
@@ -240,6 +242,7 @@ typedef struct {
     clip_model *model;
     clip_context *ctx;
     const clip_config *cfg;
+    int ids_input;               /* texts are token ids (--ids) */
 } session;
 
 static int open_session(const char *path, int threads, int need_context, session *s) {
@@ -286,8 +289,32 @@ static int embed_image(session *s, const char *path, float *pixels, float *embed
     return rc;
 }
 
+/* "49406 320 1125 49407": token ids given directly (--ids), zero padded to the context. */
+static int parse_ids(const session *s, const char *text, size_t len, int32_t *ids) {
+    const int context = s->cfg->text_context;
+    int n = 0;
+    size_t i = 0;
+    memset(ids, 0, sizeof(int32_t) * (size_t)context);
+    while (i < len) {
+        if (text[i] == ' ' || text[i] == ',' || text[i] == '\t') { i++; continue; }
+        long v = 0;
+        size_t start = i;
+        while (i < len && text[i] >= '0' && text[i] <= '9' && v <= s->cfg->text_vocab) v = v * 10 + (text[i++] - '0');
+        if (i == start || (i < len && text[i] != ' ' && text[i] != ',' && text[i] != '\t'))
+            return fail("--ids: '%.40s' is not a list of token ids", text);
+        if (v >= s->cfg->text_vocab) return fail("--ids: token id %ld is outside the vocabulary (0..%d)", v, s->cfg->text_vocab - 1);
+        if (n == context) return fail("--ids: more than %d ids", context);
+        ids[n++] = (int32_t)v;
+    }
+    if (n == 0) return fail("--ids: empty list of token ids");
+    return 0;
+}
+
 static int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *embed) {
-    if (clip_tokenize(s->model, text, len, ids) != CLIP_OK) return api_fail();
+    if (s->ids_input) {
+        int rc = parse_ids(s, text, len, ids);
+        if (rc) return rc;
+    } else if (clip_tokenize(s->model, text, len, ids) != CLIP_OK) return api_fail();
     if (clip_encode_texts(s->ctx, ids, 1, embed) != CLIP_OK) return api_fail();
     return 0;
 }
@@ -399,6 +426,7 @@ static int cmd_embed_text(args *a) {
     int rc = gather_texts(a, 1, &t);
     if (!rc) rc = open_session(a->pos[0], a->threads, 1, &s);
     if (rc) { free_texts(&t); return rc; }
+    s.ids_input = a->ids;
     const int dim = s.cfg->embed_dim;
     float *embeds = malloc(sizeof(float) * (size_t)t.n * dim);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)s.cfg->text_context);
@@ -553,10 +581,11 @@ static const command commands[] = {
      "  Image embeddings, float32 [N, D], L2-normalized unless --raw.\n"
      "  An IMAGE ending in .npy is a preprocessed float32 [3, S, S] tensor.\n"
      "  -t N      threads (default: one per core)\n", cmd_embed_image},
-    {"embed-text", "ortf0",
-     "embed-text MODEL TEXT... -o OUT.npy [--raw] [-f FILE] [-0] [-t N]\n"
+    {"embed-text", "ortf0i",
+     "embed-text MODEL TEXT... -o OUT.npy [--raw] [-f FILE] [-0] [--ids] [-t N]\n"
      "  Text embeddings, float32 [N, D], L2-normalized unless --raw.\n"
-     "  -f FILE   also read texts from FILE, one per line ('-' = stdin); -0: NUL-separated\n", cmd_embed_text},
+     "  -f FILE   also read texts from FILE, one per line ('-' = stdin); -0: NUL-separated\n"
+     "  --ids     each TEXT is already token ids (\"49406 320 49407\"), zero padded to the context\n", cmd_embed_text},
     {"classify", "ltTkj",
      "classify MODEL IMAGE... -l LABEL [-l LABEL...] [--template T] [--top K] [--json] [-t N]\n"
      "  Zero-shot classification: softmax over exp(logit_scale) * cosine(image, prompt),\n"
