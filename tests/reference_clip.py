@@ -1,0 +1,179 @@
+"""An independent, deliberately plain CLIP forward pass in pure Python (no numpy).
+
+It reads a .clip file with its own minimal reader written from docs/FORMAT.md and runs
+the OpenAI architecture (clip/model.py) in double precision, so the C implementation can
+be checked on model shapes for which no golden outputs exist. Slow, but fine for the
+small random models the tests make.
+"""
+import array
+import math
+import struct
+import sys
+
+
+class ClipFile:
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.raw = f.read()
+        raw = self.raw
+        assert raw[:8] == b"CLIPC\x00\x00\x01", "bad magic"
+        (self.version,) = struct.unpack_from("<I", raw, 8)
+        cfg_off, cfg_size, tok_off, tok_size, dir_off, dir_size, data_off, data_size = \
+            struct.unpack_from("<8Q", raw, 16)
+        self.config = self._config(cfg_off)
+        self.tensors = self._directory(dir_off)
+
+    def _str(self, pos):
+        (n,) = struct.unpack_from("<I", self.raw, pos)
+        return self.raw[pos + 4:pos + 4 + n].decode("utf-8"), pos + 4 + n
+
+    def _config(self, pos):
+        (n,) = struct.unpack_from("<I", self.raw, pos)
+        pos += 4
+        cfg = {}
+        for _ in range(n):
+            key, pos = self._str(pos)
+            (kind,) = struct.unpack_from("<I", self.raw, pos)
+            pos += 4
+            if kind == 1:
+                (cfg[key],) = struct.unpack_from("<I", self.raw, pos)
+                pos += 4
+            elif kind == 2:
+                (cfg[key],) = struct.unpack_from("<f", self.raw, pos)
+                pos += 4
+            elif kind == 3:
+                cfg[key], pos = self._str(pos)
+            elif kind == 4:
+                (count,) = struct.unpack_from("<I", self.raw, pos)
+                cfg[key] = list(struct.unpack_from("<%df" % count, self.raw, pos + 4))
+                pos += 4 + 4 * count
+            else:
+                raise ValueError("unknown config type %d" % kind)
+        return cfg
+
+    def _directory(self, pos):
+        (n,) = struct.unpack_from("<I", self.raw, pos)
+        pos += 4
+        tensors = {}
+        for _ in range(n):
+            name, pos = self._str(pos)
+            dtype, n_dims = struct.unpack_from("<II", self.raw, pos)
+            pos += 8
+            dims = list(struct.unpack_from("<%dQ" % n_dims, self.raw, pos))
+            pos += 8 * n_dims
+            offset, size = struct.unpack_from("<QQ", self.raw, pos)
+            pos += 16
+            assert dtype == 0
+            tensors[name] = (dims, offset, size)
+        return tensors
+
+    def get(self, name):
+        """Returns a tensor as a list of rows (2-D) or a flat list (1-D)."""
+        dims, offset, size = self.tensors[name]
+        a = array.array("f")
+        a.frombytes(self.raw[offset:offset + size])
+        if sys.byteorder == "big":
+            a.byteswap()
+        flat = a.tolist()
+        if len(dims) == 1:
+            return flat
+        cols = size // 4 // dims[0]
+        return [flat[r * cols:(r + 1) * cols] for r in range(dims[0])]
+
+    def row(self, name, r):
+        dims, offset, size = self.tensors[name]
+        cols = size // 4 // dims[0]
+        return list(struct.unpack_from("<%df" % cols, self.raw, offset + 4 * r * cols))
+
+
+def linear(x, w, b=None):
+    """x: rows [n, d_in]; w: [d_out, d_in]; y = x w^T + b."""
+    out = []
+    for row in x:
+        y = [sum(a * c for a, c in zip(row, wr)) for wr in w]
+        if b is not None:
+            y = [v + bb for v, bb in zip(y, b)]
+        out.append(y)
+    return out
+
+
+def layernorm(x, g, b, eps):
+    out = []
+    for row in x:
+        mean = sum(row) / len(row)
+        var = sum((v - mean) ** 2 for v in row) / len(row)
+        inv = 1.0 / math.sqrt(var + eps)
+        out.append([(v - mean) * inv * gg + bb for v, gg, bb in zip(row, g, b)])
+    return out
+
+
+def act(x, kind):
+    if kind == "quick_gelu":
+        return [[v / (1.0 + math.exp(-1.702 * v)) if v > -300 else 0.0 for v in row] for row in x]
+    return [[0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in row] for row in x]
+
+
+def attention(qkv, d, heads, causal):
+    n = len(qkv)
+    hd = d // heads
+    out = [[0.0] * d for _ in range(n)]
+    for h in range(heads):
+        q = [r[h * hd:(h + 1) * hd] for r in qkv]
+        k = [r[d + h * hd:d + (h + 1) * hd] for r in qkv]
+        v = [r[2 * d + h * hd:2 * d + (h + 1) * hd] for r in qkv]
+        for i in range(n):
+            keys = range(i + 1) if causal else range(n)
+            s = [sum(a * b for a, b in zip(q[i], k[j])) / math.sqrt(hd) for j in keys]
+            m = max(s)
+            e = [math.exp(x - m) for x in s]
+            z = sum(e)
+            for jj, j in enumerate(keys):
+                p = e[jj] / z
+                for c in range(hd):
+                    out[i][h * hd + c] += p * v[j][c]
+    return out
+
+
+def tower(f, prefix, x, layers, d, heads, kind, eps, causal):
+    for i in range(layers):
+        p = "%s.blocks.%d." % (prefix, i)
+        h = layernorm(x, f.get(p + "ln1.weight"), f.get(p + "ln1.bias"), eps)
+        a = attention(linear(h, f.get(p + "attn.qkv.weight"), f.get(p + "attn.qkv.bias")), d, heads, causal)
+        a = linear(a, f.get(p + "attn.out.weight"), f.get(p + "attn.out.bias"))
+        x = [[u + v for u, v in zip(r, s)] for r, s in zip(x, a)]
+        h = layernorm(x, f.get(p + "ln2.weight"), f.get(p + "ln2.bias"), eps)
+        m = act(linear(h, f.get(p + "mlp.fc1.weight"), f.get(p + "mlp.fc1.bias")), kind)
+        m = linear(m, f.get(p + "mlp.fc2.weight"), f.get(p + "mlp.fc2.bias"))
+        x = [[u + v for u, v in zip(r, s)] for r, s in zip(x, m)]
+    return x
+
+
+def encode_image(f, pixels):
+    """pixels: flat [3, S, S] list -> embedding [D] (not normalized)."""
+    c = f.config
+    s, p, d = c["image_size"], c["patch_size"], c["vision_width"]
+    grid = s // p
+    patches = []
+    for py in range(grid):
+        for px in range(grid):
+            patches.append([pixels[(ch * s + py * p + ky) * s + px * p + kx]
+                            for ch in range(3) for ky in range(p) for kx in range(p)])
+    x = [f.get("vision.class_embed")] + linear(patches, f.get("vision.patch_embed.weight"))
+    pos = f.get("vision.pos_embed")
+    x = [[u + v for u, v in zip(r, q)] for r, q in zip(x, pos)]
+    x = layernorm(x, f.get("vision.ln_pre.weight"), f.get("vision.ln_pre.bias"), c["ln_eps"])
+    x = tower(f, "vision", x, c["vision_layers"], d, c["vision_heads"], c["activation"], c["ln_eps"], False)
+    cls = layernorm(x[:1], f.get("vision.ln_post.weight"), f.get("vision.ln_post.bias"), c["ln_eps"])
+    return linear(cls, f.get("vision.proj"))[0]
+
+
+def encode_text(f, ids):
+    """ids: the context-length list -> embedding [D] (not normalized), pooled at argmax."""
+    c = f.config
+    d = c["text_width"]
+    x = [[u + v for u, v in zip(f.row("text.token_embed", t), f.row("text.pos_embed", i))]
+         for i, t in enumerate(ids)]
+    x = tower(f, "text", x, c["text_layers"], d, c["text_heads"], c["activation"], c["ln_eps"], True)
+    eot = ids.index(max(ids))
+    h = layernorm([x[eot]], f.get("text.ln_final.weight"), f.get("text.ln_final.bias"), c["ln_eps"])
+    return linear(h, f.get("text.proj"))[0]

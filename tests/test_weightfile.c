@@ -1,0 +1,166 @@
+/* test_weightfile.c - the .clip loader refuses every corruption cleanly.
+ *
+ * Starting from a good file (golden-tiny converted by tests/run_tests.sh), we truncate it,
+ * flip bytes and point fields outside the file. Every variant must either load (a flip in
+ * harmless bytes, such as a token's text or a weight value) or fail with CLIP_ERR_FORMAT
+ * and a message naming the file: never crash, never read out of bounds (run this under
+ * the sanitizer build to see the latter).
+ */
+#include "../io/weightfile.h"
+#include "../model/clip.h"
+#include "testutil.h"
+
+static unsigned char *good;
+static size_t good_size;
+
+static void load_good(void) {
+    FILE *f = fopen(test_model("golden-openai.clip"), "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    good_size = (size_t)ftell(f);
+    rewind(f);
+    good = malloc(good_size);
+    ck_assert_int_eq(fread(good, 1, good_size, f), good_size);
+    fclose(f);
+}
+
+static const char *write_variant(const unsigned char *data, size_t size) {
+    static char path[64];
+    strcpy(path, "/tmp/clip-corrupt-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, data, size), (ssize_t)size);
+    close(fd);
+    return path;
+}
+
+/* Load through the whole public path (file checks, tensor binding, tokenizer). */
+static int try_load(const unsigned char *data, size_t size) {
+    const char *path = write_variant(data, size);
+    clip_model *model = NULL;
+    int rc = clip_model_load(path, &model);
+    if (rc == CLIP_OK) {
+        clip_model_free(model);
+    } else {
+        ck_assert_msg(rc == CLIP_ERR_FORMAT, "code %d: %s", rc, clip_last_error());
+        ck_assert_msg(strstr(clip_last_error(), path) != NULL, "message without the file: %s",
+                      clip_last_error());
+    }
+    unlink(path);
+    return rc;
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+START_TEST(good_file_loads) {
+    load_good();
+    ck_assert_int_eq(try_load(good, good_size), CLIP_OK);
+    weightfile wf;
+    ck_assert_int_eq(weightfile_open(test_model("golden-openai.clip"), &wf), CLIP_OK);
+    ck_assert_int_eq(wf.config.vision_width, 128);
+    ck_assert_int_eq(wf.config.text_heads, 2);
+    ck_assert_int_eq(wf.config.text_vocab, 49408);
+    ck_assert_int_eq(wf.config.activation, CLIP_ACT_QUICK_GELU);
+    ck_assert_int_eq(wf.tokenizer.eot_id, 49407);
+    const wf_tensor *t = weightfile_find(&wf, "vision.blocks.1.attn.qkv.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->dims[0], 384);
+    ck_assert_int_eq((uintptr_t)t->data % 64, 0);
+    weightfile_close(&wf);
+}
+END_TEST
+
+START_TEST(truncations_fail_cleanly) {
+    load_good();
+    /* Dense cuts through the header and config, then a spread through the rest. */
+    for (size_t cut = 0; cut < 4096; cut += 13) ck_assert_int_eq(try_load(good, cut), CLIP_ERR_FORMAT);
+    for (size_t cut = 4096; cut < good_size; cut += good_size / 150)
+        ck_assert_int_eq(try_load(good, cut), CLIP_ERR_FORMAT);
+    ck_assert_int_eq(try_load(good, good_size - 1), CLIP_ERR_FORMAT);
+}
+END_TEST
+
+START_TEST(byte_flips_never_crash) {
+    load_good();
+    unsigned char *bad = malloc(good_size);
+    unsigned seed = 12345;
+    uint64_t data_off = get_u64(good + 64);
+    for (int trial = 0; trial < 300; trial++) {
+        memcpy(bad, good, good_size);
+        /* Aim at the structure (header, config, tokenizer counts, directory). */
+        test_rand(&seed);
+        size_t at = trial < 100 ? (size_t)trial : (seed >> 8) % (size_t)data_off;
+        bad[at] ^= (unsigned char)(1u << (seed % 8));
+        try_load(bad, good_size);
+    }
+    free(bad);
+}
+END_TEST
+
+START_TEST(named_errors) {
+    load_good();
+    unsigned char *bad = malloc(good_size);
+
+    memcpy(bad, good, good_size);
+    bad[0] = 'X';
+    ck_assert_int_eq(try_load(bad, good_size), CLIP_ERR_FORMAT);
+
+    /* A section pointing past the end. */
+    memcpy(bad, good, good_size);
+    put_u64(bad + 32, good_size + 4096);
+    ck_assert_int_eq(try_load(bad, good_size), CLIP_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(clip_last_error(), "tokenizer"));
+
+    /* The first tensor's offset moved past the end: the message names the tensor. */
+    weightfile wf;
+    ck_assert_int_eq(weightfile_open(test_model("golden-openai.clip"), &wf), CLIP_OK);
+    uint64_t offset = (uint64_t)((const unsigned char *)wf.tensors[0].data - wf.map);
+    char name[128];
+    strcpy(name, wf.tensors[0].name);
+    weightfile_close(&wf);
+    uint64_t dir_off = get_u64(good + 48), dir_size = get_u64(good + 56);
+    memcpy(bad, good, good_size);
+    int patched = 0;
+    for (uint64_t i = dir_off; i + 8 <= dir_off + dir_size && !patched; i++)
+        if (get_u64(bad + i) == offset) {
+            put_u64(bad + i, good_size + 64 * 1000);
+            patched = 1;
+        }
+    ck_assert(patched);
+    ck_assert_int_eq(try_load(bad, good_size), CLIP_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(clip_last_error(), name));
+    ck_assert_ptr_nonnull(strstr(clip_last_error(), "past end"));
+    free(bad);
+}
+END_TEST
+
+START_TEST(not_a_file) {
+    clip_model *m;
+    ck_assert_int_eq(clip_model_load("/nonexistent/model.clip", &m), CLIP_ERR_IO);
+    ck_assert_ptr_null(m);
+    ck_assert_int_eq(clip_model_load("/tmp", &m), CLIP_ERR_IO);
+}
+END_TEST
+
+Suite *suite(void) {
+    Suite *s = suite_create("weightfile");
+    TCase *tc = tcase_create("weightfile");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, good_file_loads);
+    tcase_add_test(tc, truncations_fail_cleanly);
+    tcase_add_test(tc, byte_flips_never_crash);
+    tcase_add_test(tc, named_errors);
+    tcase_add_test(tc, not_a_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+TEST_MAIN()
