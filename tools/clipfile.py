@@ -1,0 +1,102 @@
+"""clipfile.py - write the .clip weight file (docs/FORMAT.md, version 1).
+
+    header (80 bytes) | config | tokenizer | tensor directory | padding | tensor data
+All integers little-endian; every tensor's data starts at a multiple of 64 bytes. The
+whole layout is computed from names and shapes first, so tensors are then produced and
+written one at a time: memory holds one tensor, never the model.
+"""
+
+import struct
+
+from tensor_data import FormatError, f32_le_bytes, numel_of
+
+MAGIC = b"CLIPC\x00\x00\x01"
+VERSION = 1
+ALIGN = 64
+HEADER_SIZE = 80
+DTYPE_F32 = 0
+T_U32, T_F32, T_STR, T_F32_ARRAY = 1, 2, 3, 4
+
+
+def _str(s):
+    b = s.encode("utf-8")
+    return struct.pack("<I", len(b)) + b
+
+
+def config_section(entries):
+    """entries: [(key, type, value)] in file order."""
+    out = [struct.pack("<I", len(entries))]
+    for key, kind, value in entries:
+        out.append(_str(key) + struct.pack("<I", kind))
+        if kind == T_U32:
+            out.append(struct.pack("<I", value))
+        elif kind == T_F32:
+            out.append(struct.pack("<f", value))
+        elif kind == T_STR:
+            out.append(_str(value))
+        elif kind == T_F32_ARRAY:
+            out.append(struct.pack("<I%df" % len(value), len(value), *value))
+        else:
+            raise ValueError(kind)
+    return b"".join(out)
+
+
+def tokenizer_section(vocab):
+    out = [struct.pack("<IIII", len(vocab.tokens), len(vocab.merges), vocab.sot_id, vocab.eot_id)]
+    out.extend(_str(t) for t in vocab.tokens)
+    flat = [i for merge in vocab.merges for i in merge]
+    out.append(struct.pack("<%dI" % len(flat), *flat))
+    return b"".join(out)
+
+
+def _align(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def write_clip(f, config_entries, vocab, tensors):
+    """Write a .clip file to the binary file object f (positioned at 0).
+
+    tensors: [(name, shape, produce)] where produce() returns array('f') of numel values.
+    Returns the number of bytes written."""
+    config = config_section(config_entries)
+    tokenizer = tokenizer_section(vocab)
+
+    config_offset = HEADER_SIZE
+    tokenizer_offset = config_offset + len(config)
+    directory_offset = tokenizer_offset + len(tokenizer)
+    directory_size = 4 + sum(4 + len(name.encode("utf-8")) + 8 + 8 * len(shape) + 16
+                             for name, shape, _ in tensors)
+    data_offset = _align(directory_offset + directory_size)
+
+    placements = []  # (offset, size) of each tensor's data
+    cursor = data_offset
+    for name, shape, _ in tensors:
+        cursor = _align(cursor)
+        size = numel_of(shape) * 4
+        placements.append((cursor, size))
+        cursor += size
+    data_size = cursor - data_offset
+
+    directory = [struct.pack("<I", len(tensors))]
+    for (name, shape, _), (offset, size) in zip(tensors, placements):
+        if not 1 <= len(shape) <= 4:
+            raise FormatError("tensor %s has %d dimensions (the format allows 1 to 4)" % (name, len(shape)))
+        directory.append(_str(name) + struct.pack("<II", DTYPE_F32, len(shape))
+                         + struct.pack("<%dQ" % len(shape), *shape) + struct.pack("<QQ", offset, size))
+    directory = b"".join(directory)
+    assert len(directory) == directory_size
+
+    header = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack(
+        "<8Q", config_offset, len(config), tokenizer_offset, len(tokenizer),
+        directory_offset, directory_size, data_offset, data_size)
+    assert len(header) == HEADER_SIZE
+    f.write(header + config + tokenizer + directory)
+    position = directory_offset + directory_size
+    for (name, shape, produce), (offset, size) in zip(tensors, placements):
+        values = produce()
+        if len(values) * 4 != size:
+            raise FormatError("tensor %s: produced %d values for shape %s" % (name, len(values), list(shape)))
+        f.write(b"\0" * (offset - position))
+        f.write(f32_le_bytes(values))
+        position = offset + size
+    return position
