@@ -11,6 +11,7 @@
  * stb_image decodes to 8-bit samples; we ask it for the channel count of that mode, so
  * alpha that Pillow ignores (RGB + tRNS, 32-bit BI_RGB BMP) is dropped. Palette images are
  * expanded by stb; nearest resizing of the colours equals nearest resizing of the indices.
+ * GIF transparency and PGM/PPM maxval scaling are completed here as Pillow does them.
  *
  * Then (golden-tiny/README.md, "Preprocessing rules"):
  *   resized size: short side -> size, long side int(size * long / short);
@@ -19,9 +20,11 @@
  *   round-half-even; only the cropped window is ever resampled (resample.c);
  *   convert("RGB"): gray replicated, alpha dropped.
  *
- * Known approximations: 16-bit gray PNG/PGM is Pillow mode "I" (its convert("RGB") clips
- * the 16-bit values at 255); we use the 8-bit gray value instead. CMYK JPEGs use stb's
- * CMYK -> RGB. JPEG pixels come from stb's IDCT, not libjpeg-turbo's (a few levels off).
+ * Known differences: 16-bit gray PNG/PGM is Pillow mode "I" (its convert("RGB") clips the
+ * 16-bit values at 255, mostly white); we use the 8-bit gray value instead. CMYK JPEGs use
+ * stb's CMYK -> RGB. JPEG pixels come from stb's IDCT, not libjpeg-turbo's (a few levels
+ * off). A GIF whose first frame reaches outside its screen is refused (Pillow grows the
+ * canvas). PBM and plain-text PGM/PPM (P1-P4) are not supported.
  */
 #include "image.h"
 
@@ -453,21 +456,13 @@ static int too_large(const char *label, image_format fmt, long w, long h) {
                      label, format_name[fmt], w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS);
 }
 
-int image_load_crop_memory(const void *data, size_t n_bytes, const char *label, int size,
-                           uint8_t *rgb_out) {
-    const uint8_t *d = data;
-    if (!label) label = "<image>";
-    if (size <= 0 || size > IMAGE_MAX_SIDE || !rgb_out)
-        return clip_fail(CLIP_ERR_ARG, "%s: invalid crop size %d", label, size);
-    if (!d || n_bytes == 0) return clip_fail(CLIP_ERR_IMAGE, "%s: empty image file", label);
-    if (n_bytes > IMAGE_MAX_FILE_BYTES || n_bytes > INT_MAX)
-        return clip_fail(CLIP_ERR_IMAGE, "%s: image file is larger than %zu MiB", label,
-                         IMAGE_MAX_FILE_BYTES >> 20);
-
+/* Sniff, check the size, classify and decode: *pixels_out [*h_out, *w_out, k->channels],
+ * malloc'ed, in the Pillow mode k->mode. */
+static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, image_kind *k,
+                        uint8_t **pixels_out, int *w_out, int *h_out) {
     image_format fmt = sniff_format(d, n_bytes);
     if (fmt == FMT_UNKNOWN)
-        return clip_fail(CLIP_ERR_IMAGE, "%s: not a JPEG, PNG, BMP, GIF or PGM/PPM image", label);
-
+        return clip_fail(CLIP_ERR_IMAGE, "%s: not a JPEG, PNG, BMP, GIF or binary PGM/PPM image", label);
     if (fmt == FMT_JPEG && !jpeg_huffman_tables_safe(d, n_bytes))
         return clip_fail(CLIP_ERR_IMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", label);
 
@@ -488,50 +483,63 @@ int image_load_crop_memory(const void *data, size_t n_bytes, const char *label, 
     if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (uint64_t)w * h > IMAGE_MAX_PIXELS)
         return too_large(label, fmt, w, h);
 
-    image_kind k;
-    memset(&k, 0, sizeof k);
+    memset(k, 0, sizeof *k);
     int rc = CLIP_OK;
     switch (fmt) {
-    case FMT_PNG: rc = png_kind(d, n_bytes, label, &k); break;
-    case FMT_BMP: rc = bmp_kind(d, n_bytes, label, &k); break;
-    case FMT_GIF: rc = gif_kind(d, n_bytes, label, &k); break;
-    case FMT_PNM: rc = pnm_kind(d, n_bytes, label, &k); break;
-    default: set_mode(&k, comp == 1 ? MODE_L : MODE_RGB); break;
+    case FMT_PNG: rc = png_kind(d, n_bytes, label, k); break;
+    case FMT_BMP: rc = bmp_kind(d, n_bytes, label, k); break;
+    case FMT_GIF: rc = gif_kind(d, n_bytes, label, k); break;
+    case FMT_PNM: rc = pnm_kind(d, n_bytes, label, k); break;
+    default: set_mode(k, comp == 1 ? MODE_L : MODE_RGB); break;
     }
     if (rc != CLIP_OK) return rc;
 
-    /* Decode. 16-bit PNM is read here: stb 2.27 returns its samples byte-swapped. */
+    /* 16-bit PNM is read here: stb 2.27 returns its samples byte-swapped. */
+    int pnm16 = fmt == FMT_PNM && k->pnm_maxval > 255;
     int dw = w, dh = h, dcomp = 0;
-    uint8_t *pixels;
-    int pnm16 = fmt == FMT_PNM && k.pnm_maxval > 255;
-    if (pnm16)
-        pixels = pnm16_load(d + k.pnm_data_at, (size_t)w * h * k.channels, k.pnm_maxval);
-    else
-        pixels = stbi_load_from_memory(d, (int)n_bytes, &dw, &dh, &dcomp, k.channels);
-    if (!pixels && pnm16) {
-        return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory decoding a %d x %d image", label, w, h);
-    } else if (!pixels) {
-        const char *why = stbi_failure_reason();
+    uint8_t *pixels = pnm16 ? pnm16_load(d + k->pnm_data_at, (size_t)w * h * k->channels, k->pnm_maxval)
+                            : stbi_load_from_memory(d, (int)n_bytes, &dw, &dh, &dcomp, k->channels);
+    if (!pixels) {
+        const char *why = pnm16 ? "outofmem" : stbi_failure_reason();
         if (why && strcmp(why, "outofmem") == 0)
             return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory decoding a %d x %d image", label, w, h);
         return clip_fail(CLIP_ERR_IMAGE, "%s: cannot decode %s image (%s)", label, format_name[fmt],
                          why ? why : "unknown error");
     }
     if (dw != w || dh != h) {
-        free(pixels);
+        free(pixels); /* stb allocates with plain malloc (STBI_MALLOC is not overridden) */
         return clip_fail(CLIP_ERR_IMAGE, "%s: %s header says %d x %d but the image is %d x %d",
                          label, format_name[fmt], w, h, dw, dh);
     }
 
-    size_t n_samples = (size_t)w * h * k.channels;
-    if (fmt == FMT_PNM && !pnm16 && k.pnm_maxval != 255) {
-        for (size_t i = 0; i < n_samples; i++) pixels[i] = pnm_rescale(pixels[i], k.pnm_maxval);
-    } else if (fmt == FMT_GIF) {
-        gif_complete(pixels, w, h, &k);
-    }
+    size_t n_samples = (size_t)w * h * k->channels;
+    if (fmt == FMT_PNM && !pnm16 && k->pnm_maxval != 255)
+        for (size_t i = 0; i < n_samples; i++) pixels[i] = pnm_rescale(pixels[i], k->pnm_maxval);
+    if (fmt == FMT_GIF) gif_complete(pixels, w, h, k);
 
+    *pixels_out = pixels;
+    *w_out = w;
+    *h_out = h;
+    return CLIP_OK;
+}
+
+int image_load_crop_memory(const void *data, size_t n_bytes, const char *label, int size,
+                           uint8_t *rgb_out) {
+    if (!label) label = "<image>";
+    if (size <= 0 || size > IMAGE_MAX_SIDE || !rgb_out)
+        return clip_fail(CLIP_ERR_ARG, "%s: invalid crop size %d", label, size);
+    if (!data || n_bytes == 0) return clip_fail(CLIP_ERR_IMAGE, "%s: empty image file", label);
+    if (n_bytes > IMAGE_MAX_FILE_BYTES || n_bytes > INT_MAX)
+        return clip_fail(CLIP_ERR_IMAGE, "%s: image file is larger than %zu MiB", label,
+                         IMAGE_MAX_FILE_BYTES >> 20);
+
+    image_kind k;
+    uint8_t *pixels = NULL;
+    int w = 0, h = 0;
+    int rc = decode_image(data, n_bytes, label, &k, &pixels, &w, &h);
+    if (rc != CLIP_OK) return rc;
     rc = resize_crop_convert(pixels, w, h, &k, size, label, rgb_out);
-    free(pixels); /* stb allocates with plain malloc (STBI_MALLOC not overridden) */
+    free(pixels);
     return rc;
 }
 

@@ -17,7 +17,7 @@
 
 #include "kernels.h"
 
-#if defined(__x86_64__)
+#if defined(CLIP_KERNELS_X86)
 #include <cpuid.h>
 #endif
 
@@ -33,7 +33,7 @@ typedef struct {
 static const kernel_table tables[] = {
     [CPU_SCALAR] = {layernorm_scalar, quick_gelu_scalar, gelu_scalar, softmax_scalar,
                     add_inplace_scalar, attention_scalar},
-#if defined(__x86_64__)
+#if defined(CLIP_KERNELS_X86)
     [CPU_AVX2] = {layernorm_avx2, quick_gelu_avx2, gelu_avx2, softmax_avx2,
                   add_inplace_avx2, attention_avx2},
     [CPU_AVX512] = {layernorm_avx512, quick_gelu_avx512, gelu_avx512, softmax_avx512,
@@ -46,7 +46,7 @@ static atomic_int active_level;
 
 /* ---- detection ------------------------------------------------------------------- */
 
-#if defined(__x86_64__)
+#if defined(CLIP_KERNELS_X86)
 /* XCR0: which register states the OS saves (bit 1 SSE, bit 2 AVX upper halves,
  * bits 5-7 AVX-512 opmask, upper halves of ZMM0-15, ZMM16-31). */
 static unsigned long long read_xcr0(void) {

@@ -13,8 +13,16 @@
 /* ---- CPU dispatch ---------------------------------------------------------------- */
 typedef enum { CPU_SCALAR = 0, CPU_AVX2 = 1, CPU_AVX512 = 2 } cpu_level;
 
+/* The AVX2/AVX-512 versions exist on x86-64 only (elsewhere the Makefile leaves their
+ * files out); building with -DCLIP_NO_SIMD leaves them unused on x86-64 too. */
+#if defined(__x86_64__) && !defined(CLIP_NO_SIMD)
+#define CLIP_KERNELS_X86 1
+#endif
+
 cpu_level cpu_detect(void);              /* what this CPU (and OS) supports */
-void kernels_init(void);                 /* pick implementations; idempotent, thread-safe */
+void kernels_init(void);                 /* pick implementations; idempotent, thread-safe;
+                                            the environment's CLIP_CPU=scalar|avx2|avx512
+                                            can lower the choice */
 /* Force a level (for tests and benchmarks); clamped to what the CPU supports. */
 void kernels_force(cpu_level level);
 cpu_level kernels_level(void);           /* the level in use */

@@ -1,7 +1,7 @@
 /* vecmath.h - constants of the vector exp and erf used by the AVX2 and AVX-512 kernels.
  *
- * The scalar references call libm (expf, erfcf); SIMD code cannot, so it evaluates the
- * same functions with short polynomials. The coefficients below are minimax fits (Lawson's
+ * The scalar references call libm (expf; erfc in double); SIMD code cannot, so it
+ * evaluates the same functions with short polynomials. The coefficients below are minimax fits (Lawson's
  * iteratively reweighted least squares, in double, then rounded to float); the error
  * bounds quoted are those of the fit, before float rounding adds its ulp or two.
  *
@@ -19,8 +19,9 @@
  * h = x erfc(z) / 2:  GELU(x) = x - h for x > 0, h for x <= 0.
  * Neither form cancels badly (x - h >= x/2), and the negative tail keeps its relative
  * accuracy instead of computing 1 + erf(...) ~ 0. z^2 = x^2 / 2 is formed exactly as a
- * float pair hi + lo (with an FMA), since rounding z^2 by one ulp near z = 9 would change
- * exp(-z^2) by 80 ulp; exp(-hi - lo) = exp(-hi) (1 - lo).
+ * float pair hi + lo (with an FMA), since rounding z^2 near z = 9 would move exp(-z^2) by
+ * tens of ulp; exp(-hi - lo) = exp(-hi) (1 - lo). Measured over [-15, 15], the vector
+ * GELU is within 7 ulp (4e-7 relative) of the exact value, exp within 1 ulp.
  */
 #ifndef CLIP_KERNELS_VECMATH_H
 #define CLIP_KERNELS_VECMATH_H

@@ -129,9 +129,10 @@ for i, mode in enumerate(["L", "LA", "RGB", "RGBA", "P", "1"] * 4):
     w, h = random_size()
     im = make(mode, w, h)
     base = os.path.join(out_dir, "syn%02d_%s_%dx%d" % (i, mode, w, h))
-    if mode == "P" and i % 2:
-        im.info["transparency"] = rng.randrange(256)
-        im.save(base + ".png", transparency=im.info["transparency"])
+    if i % 2 and mode in ("P", "L"):  # tRNS chunk: Pillow's convert("RGB") ignores it
+        im.save(base + ".png", transparency=rng.randrange(256))
+    elif i % 2 and mode == "RGB":
+        im.save(base + ".png", transparency=tuple(im.getpixel((0, 0))))
     else:
         im.save(base + ".png")
     add(base + ".png", "exact")

@@ -2,7 +2,7 @@
  *
  * Two kinds of reference:
  *   - math written here in double precision (libm erfc/exp, naive attention and matrix
- *     product), which the scalar kernels and the dispatched ones must match;
+ *     product), which the scalar kernels and every SIMD version must match;
  *   - the scalar kernels themselves, which every SIMD level this CPU has must match on
  *     odd sizes (tails of every length) and awkward data (large magnitudes, big offsets,
  *     extreme activation inputs), without NaN/Inf and without writing past its output.
@@ -29,7 +29,7 @@ typedef struct {
 static const impl impls[] = {
     {CPU_SCALAR, layernorm_scalar, quick_gelu_scalar, gelu_scalar, softmax_scalar,
      add_inplace_scalar, attention_scalar},
-#if defined(__x86_64__)
+#if defined(CLIP_KERNELS_X86)
     {CPU_AVX2, layernorm_avx2, quick_gelu_avx2, gelu_avx2, softmax_avx2, add_inplace_avx2,
      attention_avx2},
     {CPU_AVX512, layernorm_avx512, quick_gelu_avx512, gelu_avx512, softmax_avx512,
@@ -78,7 +78,7 @@ START_TEST(test_cpu_detect) {
     const cpu_level level = cpu_detect();
     ck_assert_int_ge(level, CPU_SCALAR);
     ck_assert_int_le(level, CPU_AVX512);
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(CLIP_KERNELS_X86) && defined(__GNUC__)
     /* libgcc's own cpuid + xgetbv reading is an independent opinion */
     __builtin_cpu_init();
     cpu_level expected = CPU_SCALAR;
@@ -103,6 +103,19 @@ START_TEST(test_cpu_detect) {
     kernels_force(CPU_SCALAR);
     ck_assert_int_eq(kernels_level(), CPU_SCALAR);
     kernels_force(level);
+}
+END_TEST
+
+/* CLIP_CPU picks the level at the first kernels_init() of a process, so this runs only
+ * when Check forks a fresh process per test (its default). */
+START_TEST(test_env_override) {
+    const char *ck_fork = getenv("CK_FORK");
+    if (ck_fork && strcmp(ck_fork, "no") == 0) return;
+    static const char *values[] = {"scalar", "avx2", "avx512", "auto", "sse9"};
+    const cpu_level best = cpu_detect();
+    const cpu_level expected[] = {CPU_SCALAR, CPU_AVX2 < best ? CPU_AVX2 : best, best, best, best};
+    setenv("CLIP_CPU", values[_i], 1);
+    ck_assert_msg(kernels_level() == expected[_i], "CLIP_CPU=%s gave %s", values[_i], cpu_level_name(kernels_level()));
 }
 END_TEST
 
@@ -573,6 +586,7 @@ Suite *suite(void) {
     TCase *tc = tcase_create("kernels");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cpu_detect);
+    tcase_add_loop_test(tc, test_env_override, 0, 5);
     tcase_add_loop_test(tc, test_dispatch, 0, N_IMPLS);
     tcase_add_test(tc, test_layernorm_scalar_vs_double);
     tcase_add_loop_test(tc, test_layernorm_simd, 1, N_IMPLS);
