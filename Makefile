@@ -72,9 +72,14 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 test: $(BUILD)/.deps-test all $(TEST_BIN)
 	@CLIP_RUN=./$(CLI) sh tests/run_tests.sh $(BUILD)
 
+# The README's first command: zero-shot classification and a text-image score on a
+# bundled sample image, with the bundled demo model.
 demo: all
-	./clip_run classify weights/demo.clip tests/data/demo/red_circle.png \
-	    -l "red circle" -l "blue square" -l "green triangle" -l "yellow star" --top 3
+	./$(CLI) classify weights/demo.clip tests/data/demo/red_circle.png \
+	    -l "red circle" -l "blue square" -l "green triangle" -l "yellow star" \
+	    -l "purple circle" -l "red star" --top 3
+	./$(CLI) score weights/demo.clip tests/data/demo/red_circle.png "a photo of a red circle."
+	./$(CLI) score weights/demo.clip tests/data/demo/red_circle.png "a photo of a blue square."
 
 clean:
 	rm -rf $(BUILD) $(CLI)
