@@ -220,6 +220,54 @@ def tensor_record_pickle(hooks_replacement):
     return good + hooks_replacement + b"tRu."
 
 
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import tensor_data  # noqa: E402
+
+
+class ElementConversions(unittest.TestCase):
+    """The bulk dtype conversions and strided gathers against per-element Python."""
+
+    def test_f16_every_bit_pattern(self):
+        for order, fmt in (("little", "<"), ("big", ">")):
+            raw = struct.pack("%s65536H" % fmt, *range(65536))
+            got = struct.unpack("<65536f", bytes(tensor_data.f16_to_f32_le(raw, order)))
+            want = struct.unpack("%s65536e" % fmt, raw)
+            for bits, g, w in zip(range(65536), got, want):
+                if w != w:
+                    self.assertTrue(g != g, hex(bits))
+                else:
+                    self.assertEqual(struct.pack("<f", g), struct.pack("<f", w), hex(bits))
+
+    def test_bf16_every_bit_pattern(self):
+        raw = struct.pack("<65536H", *range(65536))
+        got = tensor_data.bytes_to_f32(raw, "bf16", "little").tobytes()
+        want = b"".join(struct.pack("=I", bits << 16) for bits in range(65536))
+        self.assertEqual(got, want)
+        got_be = tensor_data.bytes_to_f32(struct.pack(">65536H", *range(65536)), "bf16", "big").tobytes()
+        self.assertEqual(got_be, want)
+
+    def test_f64_and_foreign_f32(self):
+        values = [0.0, -1.5, 3.25, 1e-3, -7e5]
+        got = tensor_data.bytes_to_f32(struct.pack(">5d", *values), "f64", "big")
+        self.assertEqual(got.tolist(), [struct.unpack("<f", struct.pack("<f", v))[0] for v in values])
+        got = tensor_data.bytes_to_f32(struct.pack(">5f", *values), "f32", "big")
+        self.assertEqual(got.tobytes(), struct.pack("=5f", *values))
+
+    def test_gather_matches_index_arithmetic(self):
+        import itertools
+        import random
+        rng = random.Random(1)
+        for _ in range(40):
+            shape = [rng.randint(1, 4) for _ in range(rng.randint(1, 4))]
+            strides = [rng.choice([0, 1, 2, 3, 5, 7, 11]) for _ in shape]
+            span = 1 + sum((d - 1) * st for d, st in zip(shape, strides))
+            values = array("f", [float(i) for i in range(span)])
+            got = tensor_data.gather(values, shape, strides).tolist()
+            want = [float(sum(i * st for i, st in zip(index, strides)))
+                    for index in itertools.product(*(range(d) for d in shape))]
+            self.assertEqual(got, want, (shape, strides))
+
+
 class GoldenTiny(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -457,7 +505,6 @@ class HostileInputs(unittest.TestCase):
             self.assert_refused(self.write_safetensors(raw, b"\0" * 4), word)
 
     def test_resnet_refused(self):
-        sys.path.insert(0, os.path.join(ROOT, "tools"))
         from torchzip import write_state_dict
         path = os.path.join(self.tmp, "rn50.pt")
         write_state_dict(path, {"visual.conv1.weight": ([4, 3, 3, 3], b"\0" * 432),
@@ -525,6 +572,23 @@ class RandomModel(unittest.TestCase):
         for i, (left, right, merged) in enumerate(a["merges"]):
             self.assertEqual(merged, 512 + i)
             self.assertEqual(tokens[merged], tokens[left] + tokens[right])
+
+    def test_hf_pytorch_model_bin(self):
+        """An HF directory with pytorch_model.bin (a torch zip of HF names) instead of safetensors."""
+        from torchzip import write_state_dict
+        hf_dir = os.path.join(self.tmp, "hf_bin")
+        os.makedirs(hf_dir, exist_ok=True)
+        for name in ("config.json", "vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(self.src, name), hf_dir)
+        st = read_safetensors_plain(os.path.join(self.src, "model.safetensors"))
+        write_state_dict(os.path.join(hf_dir, "pytorch_model.bin"), {k: (tuple(s), raw) for k, (s, raw) in st.items()})
+        out = os.path.join(self.tmp, "bin.clip")
+        r = run_convert(hf_dir, "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = read_clip(out)
+        a, _ = self.convert_both()
+        self.assertEqual(got["tensors"], a["tensors"])
+        self.assertEqual(got["config"]["text_heads"], 6)
 
     def test_missing_tensor_and_inconsistent_config(self):
         bad = os.path.join(self.tmp, "bad")

@@ -570,6 +570,14 @@ def config_entries(config, name):
     return entries
 
 
+def say(text):
+    """Progress output; a closed stdout (| head) must not abort the conversion."""
+    try:
+        print(text)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def describe(config):
     c = config
     return ("vision: %dx%d image, patch %d, width %d, %d layers, %d heads, mlp %d\n"
@@ -596,19 +604,22 @@ def convert(args):
         name = model_name(args)
 
         layout = "OpenAI/OpenCLIP names" if naming == "openai" else "Hugging Face names"
-        print("read %d tensors from %s (%s, %s)" % (len(picker.used), ckpt.weights, "+".join(ckpt.kinds), layout))
+        say("read %d tensors from %s (%s, %s)" % (len(picker.used), ckpt.weights, "+".join(ckpt.kinds), layout))
         if args.verbose:
-            for n in picker.used:
+            used = set(picker.used)
+            for n in (n for n in ckpt.tensors if n in used):
                 t = ckpt.tensors[n]
-                print("  %-60s %-16s %s" % (n, list(t.shape), t.dtype))
-        print(describe(config))
-        print("tokenizer: %d tokens, %d merges, sot %d, eot %d, from %s"
+                say("  %-60s %-16s %s" % (n, list(t.shape), t.dtype))
+        say(describe(config))
+        say("tokenizer: %d tokens, %d merges, sot %d, eot %d, from %s"
               % (len(vocab.tokens), len(vocab.merges), vocab.sot_id, vocab.eot_id, vocab.source))
         n_params = sum(numel_of(shape) for _, shape, _ in outputs) + 1  # + logit_scale
-        print("model: %d parameters, %.1f MB as float32" % (n_params, n_params * 4 / 1e6))
+        say("model: %d parameters, %.1f MB as float32" % (n_params, n_params * 4 / 1e6))
 
         out_path = os.path.abspath(args.output)
         out_dir = os.path.dirname(out_path)
+        if not os.path.isdir(out_dir):
+            raise ConvertError("%s: the output directory %s does not exist" % (args.output, out_dir))
         fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -623,7 +634,7 @@ def convert(args):
             except OSError:
                 pass
             raise
-        print("wrote %s (%d bytes, name %r)" % (args.output, size, name))
+        say("wrote %s (%d bytes, name %r)" % (args.output, size, name))
     finally:
         ckpt.close()
 
@@ -640,6 +651,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         convert(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout closed early (| head): the conversion itself went fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (ConvertError, FormatError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 1

@@ -6,9 +6,9 @@ is read until to_f32() is called; it reads only the byte range the view covers a
 an array('f') of numel values in C (row-major) order, holding native floats.
 
 Every conversion runs in C through the standard library, never one Python statement per
-element: f32 with array.frombytes (+ byteswap for a foreign byte order), f16 with struct's
-'e' format, bf16 by moving bytes with extended-slice assignment (a bf16 is the high half
-of an f32), f64 through array('d'). Strided views are gathered one row at a time with
+element: f32 with array.frombytes (+ byteswap for a foreign byte order), f16 with byte
+tables (see f16_to_f32_le), bf16 by moving bytes with extended-slice assignment (a bf16 is
+the high half of an f32), f64 through array('d'). Strided views are gathered one row at a time with
 extended slices.
 """
 
@@ -25,9 +25,6 @@ DTYPE_SIZES = {
     "bool": 1, "f8_e4m3": 1, "f8_e5m2": 1,
 }
 FLOAT_DTYPES = ("f32", "f16", "bf16", "f64")
-
-# Elements converted per struct call for f16: bounds the temporary tuple of Python floats.
-_F16_CHUNK = 1 << 20
 
 
 class FormatError(Exception):
@@ -107,14 +104,7 @@ def bytes_to_f32(raw, dtype, byteorder="little"):
             out.byteswap()
         return out
     if dtype == "f16":
-        fmt_order = "<" if byteorder == "little" else ">"
-        n = len(raw) // 2
-        out = array("f")
-        view = memoryview(raw)
-        for start in range(0, n, _F16_CHUNK):
-            count = min(_F16_CHUNK, n - start)
-            out.extend(struct.unpack_from("%s%de" % (fmt_order, count), view, start * 2))
-        return out
+        return bytes_to_f32(f16_to_f32_le(raw, byteorder), "f32", "little")
     if dtype == "bf16":
         # bf16 is the upper 16 bits of an f32: build little-endian f32 bytes [0, 0, lo, hi].
         n = len(raw) // 2
@@ -133,6 +123,56 @@ def bytes_to_f32(raw, dtype, byteorder="little"):
             wide.byteswap()
         return array("f", wide)
     raise FormatError("dtype %s cannot be converted to float32" % dtype)
+
+
+def _f16_tables():
+    """Byte tables for f16 -> f32. An f16 is s eeeee mmmmmmmmmm (high byte: s, e, m9 m8;
+    low byte: m7..m0); the f32 is s EEEEEEEE m..m 0000000000000 with E = e + 112 (0 stays 0,
+    31 becomes 255). Written out in little-endian f32 bytes:
+        byte 0 = 0
+        byte 1 = low << 5                       (m2..m0, then zeros)
+        byte 2 = low >> 3 | (high & 3) << 5 | (E & 1) << 7
+        byte 3 = sign | E >> 1
+    so every output byte is a table lookup of one input byte, or the OR of two."""
+    def wide_exponent(high):
+        e = (high >> 2) & 0x1F
+        return 0 if e == 0 else 255 if e == 31 else e + 112
+    byte1 = bytes((x << 5) & 0xFF for x in range(256))
+    byte2_low = bytes(x >> 3 for x in range(256))
+    byte2_high = bytes(((h & 3) << 5) | ((wide_exponent(h) & 1) << 7) for h in range(256))
+    byte3 = bytes((h & 0x80) | (wide_exponent(h) >> 1) for h in range(256))
+    exponent_zero = bytes(0xFF if (h >> 2) & 0x1F == 0 else 0 for h in range(256))
+    nonzero_high_mantissa = bytes(1 if h & 3 else 0 for h in range(256))
+    nonzero = bytes([0] + [1] * 255)
+    return byte1, byte2_low, byte2_high, byte3, exponent_zero, nonzero_high_mantissa, nonzero
+
+
+_F16 = _f16_tables()
+
+
+def f16_to_f32_le(raw, byteorder="little"):
+    """Packed f16 -> packed little-endian f32 bytes, exactly (subnormals, infinities, NaN).
+    Byte tables (bytes.translate), extended-slice stores and bitwise ORs of whole buffers
+    as big integers: all in C. Only subnormal inputs (exponent 0, mantissa not 0), which
+    the tables cannot normalise, are fixed one by one with struct."""
+    byte1, byte2_low, byte2_high, byte3, exponent_zero, nonzero_high_mantissa, nonzero = _F16
+    n = len(raw) // 2
+    low, high = (raw[0::2], raw[1::2]) if byteorder == "little" else (raw[1::2], raw[0::2])
+    as_int = lambda b: int.from_bytes(b, "little")  # noqa: E731
+    out = bytearray(4 * n)
+    out[1::4] = low.translate(byte1)
+    out[2::4] = (as_int(low.translate(byte2_low)) | as_int(high.translate(byte2_high))).to_bytes(n, "little")
+    out[3::4] = high.translate(byte3)
+    subnormal = as_int(high.translate(exponent_zero)) & (
+        as_int(high.translate(nonzero_high_mantissa)) | as_int(low.translate(nonzero)))
+    if subnormal:
+        flags = subnormal.to_bytes(n, "little")
+        order = "<" if byteorder == "little" else ">"
+        i = flags.find(1)
+        while i >= 0:
+            out[4 * i:4 * i + 4] = struct.pack("<f", struct.unpack_from(order + "e", raw, 2 * i)[0])
+            i = flags.find(1, i + 1)
+    return out
 
 
 def gather(values, shape, strides):
