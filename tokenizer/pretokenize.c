@@ -57,16 +57,13 @@ int pretok_next(const uint32_t *text, size_t n, size_t *pos, size_t *start, size
                 }
             }
         }
-        unsigned cls = c < 0x80 ? ((c | 32) - 'a' < 26 ? UNI_CLASS_LETTER : c - '0' < 10 ? UNI_CLASS_NUMBER
-                                   : (c == ' ' || (c >= '\t' && c <= '\r')) ? UNI_CLASS_SPACE
-                                                                             : UNI_CLASS_OTHER)
-                                : uni_class(c);
+        unsigned cls = uni_class_fast(c);
         if (cls == UNI_CLASS_LETTER || cls == UNI_CLASS_OTHER) {
             size_t j = i + 1;
             if (cls == UNI_CLASS_LETTER)
-                while (j < n && uni_class(text[j]) == UNI_CLASS_LETTER) j++;
+                while (j < n && uni_class_fast(text[j]) == UNI_CLASS_LETTER) j++;
             else
-                while (j < n && uni_class(text[j]) == UNI_CLASS_OTHER) j++;
+                while (j < n && uni_class_fast(text[j]) == UNI_CLASS_OTHER) j++;
             *start = i, *end = *pos = j;
             return PRETOK_WORD;
         }

@@ -12,7 +12,7 @@
  *   5. control characters removed;
  *   6. NFC.
  * Most text needs none of it, so a segment is first scanned for any character a step
- * could touch and copied as it is when there is none.
+ * could touch (and NFC's quick check) and copied as it is when there is none.
  */
 #include "textfix.h"
 
@@ -21,6 +21,10 @@
 #include "html.h"
 
 #define SEGMENT_MAX 1000000
+/* Rounds of fixing a segment stop after this many code points of work. Only nested
+ * references such as "&amp;amp;amp;..." need more than a few rounds (one per level), and
+ * at this size Python's ftfy itself would run for hours, so no reference exists there. */
+#define WORK_LIMIT ((size_t)1 << 28)
 
 /* Windows-1252 for U+0080..U+009F (ftfy's "sloppy" codec: the five holes map to
  * themselves, i.e. stay C1 controls). */
@@ -55,12 +59,14 @@ static int is_removed_control(uint32_t c) {
            (c >= 0x206A && c <= 0x206F) || c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC);
 }
 
-/* Could any step change this character (or the text around it)? */
-static int touchable(uint32_t c, int unescape) {
-    if (c < 0x80) return c == '&' ? unescape : (c < 0x20 && c != '\t' && c != '\n' && c != '\f') || c == 0x7F;
-    return c <= 0x9F || is_ligature(c) || c == 0x3000 || (c >= 0xFF01 && c <= 0xFFEF) ||
-           c == 0x02BC || (c >= 0x2018 && c <= 0x201F) || c == 0x2028 || c == 0x2029 ||
-           is_removed_control(c) || (c >= 0x300 && (uni_flags(c) & UNI_NFC_UNSTABLE));
+/* Could steps 3-5 change this character? (Entities and NFC are checked separately.)
+ * Ordered so that common scripts leave after one or two comparisons. */
+static int touchable(uint32_t c) {
+    if (c < 0x80) return (c < 0x20 && c != '\t' && c != '\n' && c != '\f') || c == 0x7F;
+    if (c < 0x2018) return c <= 0x9F || (c >= 0x132 && c <= 0x1F3 && is_ligature(c)) || c == 0x2BC;
+    if (c <= 0x206F) return c <= 0x201F || c == 0x2028 || c == 0x2029 || c >= 0x206A;
+    if (c < 0xFB00) return c == 0x3000;
+    return c <= 0xFB06 || c == 0xFEFF || (c >= 0xFF01 && c <= 0xFFEF) || (c >= 0xFFF9 && c <= 0xFFFC);
 }
 
 /* Step 3 for one character, before line breaks: c1 -> ligatures -> width -> quotes. */
@@ -113,7 +119,7 @@ static int pass_map(const cpbuf *in, cpbuf *out, int *changed) {
         } else if (c == 0x2028 || c == 0x2029) {
             *o++ = '\n';
             *changed = 1;
-        } else if (c < 0x80 || !touchable(c, 0)) {
+        } else if (c < 0x80 || !touchable(c)) {
             *o++ = c;
         } else {
             uint32_t m[4];
@@ -165,7 +171,7 @@ static int pass_controls(const cpbuf *in, cpbuf *out, int *changed) {
 static int fix_segment(textfix_scratch *s, int unescape, cpbuf *out) {
     cpbuf *cur = &s->a, *next = &s->b, *tmp;
     int rc = 0;
-    for (;;) {
+    for (size_t work = 0; work < WORK_LIMIT; work += cur->len + 1) {
         int changed = 0, has_amp = 0, has_esc = 0;
         for (size_t i = 0; i < cur->len; i++) {
             has_amp |= cur->cp[i] == '&';
@@ -204,17 +210,25 @@ int textfix_fix_text(const uint32_t *in, size_t n, cpbuf *out, textfix_scratch *
     size_t pos = 0;
     while (pos < n) {
         size_t end = pos;
-        int has_lt = 0, has_amp = 0, touched = 0;
+        int has_lt = 0, has_amp = 0, touched = 0, nfc_maybe = 0;
+        unsigned last_ccc = 0; /* NFC quick check, as uni_nfc_quick_yes */
         while (end < n && end - pos < SEGMENT_MAX) {
             uint32_t c = in[end++];
             has_lt |= c == '<';
             has_amp |= c == '&';
-            touched |= touchable(c, 0);
+            touched |= touchable(c);
+            if (c < 0x300) {
+                last_ccc = 0;
+            } else {
+                const uni_record *r = uni_record_of(c);
+                nfc_maybe |= (r->flags & UNI_NFC_QC_NOT_YES) || (r->ccc && r->ccc < last_ccc);
+                last_ccc = r->ccc;
+            }
             if (c == '\n') break;
         }
         if (has_lt) unescape = 0; /* for this segment and every later one */
         size_t len = end - pos;
-        if (!touched && !(unescape && has_amp)) {
+        if (!touched && !(unescape && has_amp) && !nfc_maybe) {
             if ((rc = cpbuf_reserve(out, out->len + len))) return rc;
             memcpy(out->cp + out->len, in + pos, len * sizeof *in);
             out->len += len;

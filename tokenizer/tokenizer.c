@@ -19,6 +19,9 @@
 #include "textfix.h"
 #include "unicode.h"
 
+/* Word positions are int32 in bpe.c and buffers hold up to 4 code points per byte. */
+#define MAX_TEXT_BYTES (1u << 28)
+
 struct clip_tokenizer {
     uint32_t n_vocab, sot_id, eot_id;
     bpe_model bpe;
@@ -60,7 +63,8 @@ static uint32_t *index_find(string_index *ix, const char *s, size_t len) {
         uint32_t e = ix->slot[h];
         if (!e) return &ix->slot[h];
         uint32_t id = e - 1;
-        if (ix->v->token_lens[id] == len && memcmp(ix->v->tokens[id], s, len) == 0) return &ix->slot[h];
+        if (ix->v->token_lens[id] == len && (len == 0 || memcmp(ix->v->tokens[id], s, len) == 0))
+            return &ix->slot[h];
     }
 }
 
@@ -95,7 +99,6 @@ static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: vocabulary lacks the word-end symbol of byte 0x%02X", b);
     }
     /* Merges over canonical ids (the id a string maps to), checked to spell left+right. */
-    char joined[1024];
     for (uint32_t r = 0; r < v->n_merges; r++) {
         uint32_t ids[3];
         for (int k = 0; k < 3; k++) {
@@ -105,7 +108,7 @@ static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix
                                  v->n_vocab);
         }
         size_t ll = v->token_lens[ids[0]], rl = v->token_lens[ids[1]];
-        if (ll + rl > sizeof joined || v->token_lens[ids[2]] != ll + rl ||
+        if (ll == 0 || rl == 0 || v->token_lens[ids[2]] != ll + rl ||
             memcmp(v->tokens[ids[2]], v->tokens[ids[0]], ll) != 0 ||
             memcmp(v->tokens[ids[2]] + ll, v->tokens[ids[1]], rl) != 0)
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: merge %u: token %u is not tokens %u + %u", r, ids[2],
@@ -123,7 +126,7 @@ int tokenizer_new(const tokenizer_vocab *v, clip_tokenizer **out) {
     *out = NULL;
     if (!v || !v->tokens || !v->token_lens || (v->n_merges && !v->merges))
         return clip_fail(CLIP_ERR_ARG, "tokenizer_new: incomplete vocabulary");
-    if (v->n_vocab < 512 || v->sot_id >= v->n_vocab || v->eot_id >= v->n_vocab)
+    if (v->n_vocab < 512 || v->n_vocab > INT32_MAX || v->sot_id >= v->n_vocab || v->eot_id >= v->n_vocab)
         return clip_fail(CLIP_ERR_FORMAT, "tokenizer: n_vocab %u, sot %u, eot %u out of range", v->n_vocab,
                          v->sot_id, v->eot_id);
     clip_tokenizer *tok = calloc(1, sizeof *tok);
@@ -174,8 +177,8 @@ static int clean_whitespace(const cpbuf *in, cpbuf *out) {
     while (b > a && (uni_flags(in->cp[b - 1]) & UNI_PY_SPACE)) b--;
     for (size_t i = a; i < b; i++) {
         uint32_t c = in->cp[i];
-        if (uni_class(c) == UNI_CLASS_SPACE) {
-            while (i + 1 < b && uni_class(in->cp[i + 1]) == UNI_CLASS_SPACE) i++;
+        if (uni_class_fast(c) == UNI_CLASS_SPACE) {
+            while (i + 1 < b && uni_class_fast(in->cp[i + 1]) == UNI_CLASS_SPACE) i++;
             c = ' ';
         }
         out->cp[o++] = c;
@@ -208,6 +211,8 @@ static int clean_text(clip_tokenizer *tok, const char *text, size_t len, int *wh
 int tokenizer_encode(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids, int context_len) {
     if (!tok || !ids || (!text && len)) return clip_fail(CLIP_ERR_ARG, "tokenizer_encode: null argument");
     if (context_len < 2) return clip_fail(CLIP_ERR_ARG, "tokenizer_encode: context length %d < 2", context_len);
+    if (len > MAX_TEXT_BYTES)
+        return clip_fail(CLIP_ERR_ARG, "tokenizer_encode: text of %zu bytes is longer than %u", len, MAX_TEXT_BYTES);
     int which, rc = clean_text(tok, text ? text : "", len, &which);
     if (rc) return rc;
     const cpbuf *clean = &tok->buf[which];

@@ -29,7 +29,8 @@ int tokenizer_new(const tokenizer_vocab *vocab, clip_tokenizer **out);
 void tokenizer_free(clip_tokenizer *tok);
 
 /* Encodes len bytes of text into exactly context_len ids (see above). Returns the number
- * of ids before padding (>= 2), or a negative CLIP_ERR_* code. */
+ * of ids before padding (>= 2), or a negative CLIP_ERR_* code. A tokenizer keeps scratch
+ * buffers: use one per thread. */
 int tokenizer_encode(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids,
                      int context_len);
 

@@ -8,6 +8,7 @@
 #include "unicode.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "../io/error.h"
 
@@ -87,8 +88,16 @@ enum {
 };
 
 int uni_nfc_quick_yes(const uint32_t *in, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (in[i] >= 0x300 && (uni_flags(in[i]) & UNI_NFC_UNSTABLE)) return 0;
+    unsigned last_ccc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] < 0x300) { /* nothing below U+0300 combines or is combined with */
+            last_ccc = 0;
+            continue;
+        }
+        const uni_record *r = uni_record_of(in[i]);
+        if ((r->flags & UNI_NFC_QC_NOT_YES) || (r->ccc && r->ccc < last_ccc)) return 0;
+        last_ccc = r->ccc;
+    }
     return 1;
 }
 
@@ -121,55 +130,78 @@ static uint32_t compose_pair(uint32_t first, uint32_t second) {
     return lo < uni_comp_count && uni_comp_key[lo] == key ? uni_comp_val[lo] : 0;
 }
 
+static inline unsigned ccc_of(uint32_t c) { return c < 0x300 ? 0 : uni_ccc(c); }
+
+/* Canonical ordering: each run of non-starters stably sorted by combining class. Short
+ * runs (the normal case) by insertion; long ones by counting sort into `tmp`, so that a
+ * megabyte of combining marks stays linear. */
+static void canonical_order(uint32_t *d, size_t n, uint32_t *tmp) {
+    size_t i = 0;
+    while (i < n) {
+        if (ccc_of(d[i]) == 0) {
+            i++;
+            continue;
+        }
+        size_t start = i;
+        while (i < n && ccc_of(d[i]) != 0) i++;
+        size_t len = i - start;
+        uint32_t *run = d + start;
+        if (len <= 16) {
+            for (size_t k = 1; k < len; k++) {
+                uint32_t c = run[k];
+                unsigned cc = ccc_of(c);
+                size_t at = k;
+                while (at > 0 && ccc_of(run[at - 1]) > cc) {
+                    run[at] = run[at - 1];
+                    at--;
+                }
+                run[at] = c;
+            }
+        } else {
+            size_t count[257] = {0};
+            for (size_t k = 0; k < len; k++) count[ccc_of(run[k]) + 1]++;
+            for (int c = 1; c < 257; c++) count[c] += count[c - 1];
+            for (size_t k = 0; k < len; k++) tmp[count[ccc_of(run[k])]++] = run[k];
+            memcpy(run, tmp, len * sizeof *run);
+        }
+    }
+}
+
 int uni_nfc(const uint32_t *in, size_t n, cpbuf *out, cpbuf *scratch) {
     int rc = cpbuf_reserve(scratch, n * UNI_MAX_DECOMP + 1);
     if (rc) return rc;
-    /* 1. Full canonical decomposition, each non-starter sorted into place as it arrives
-     *    (a stable insertion sort by combining class within runs of non-starters). */
+    rc = cpbuf_reserve(out, out->len + n * UNI_MAX_DECOMP + 1);
+    if (rc) return rc;
+    /* 1. Full canonical decomposition (Hangul syllables arithmetically). */
     uint32_t *d = scratch->cp;
     size_t nd = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t c = in[i];
-        uint32_t parts[UNI_MAX_DECOMP + 3];
-        unsigned np = 1;
-        parts[0] = c;
         if (c - HANGUL_S < HANGUL_SCOUNT) {
             uint32_t s = c - HANGUL_S;
-            parts[0] = HANGUL_L + s / HANGUL_NCOUNT;
-            parts[1] = HANGUL_V + (s % HANGUL_NCOUNT) / HANGUL_TCOUNT;
-            np = 2;
-            if (s % HANGUL_TCOUNT) parts[np++] = HANGUL_T + s % HANGUL_TCOUNT;
+            d[nd++] = HANGUL_L + s / HANGUL_NCOUNT;
+            d[nd++] = HANGUL_V + (s % HANGUL_NCOUNT) / HANGUL_TCOUNT;
+            if (s % HANGUL_TCOUNT) d[nd++] = HANGUL_T + s % HANGUL_TCOUNT;
         } else if (c >= 0xC0 && (uni_flags(c) & UNI_HAS_DECOMP)) {
+            unsigned np = 0;
             const uint32_t *dec = decomposition(c, &np);
-            for (unsigned k = 0; k < np; k++) parts[k] = dec[k];
-        }
-        for (unsigned k = 0; k < np; k++) {
-            uint32_t p = parts[k];
-            unsigned cc = p < 0x300 ? 0 : uni_ccc(p);
-            size_t at = nd;
-            if (cc) {
-                while (at > 0) {
-                    unsigned prev = d[at - 1] < 0x300 ? 0 : uni_ccc(d[at - 1]);
-                    if (prev <= cc) break;
-                    d[at] = d[at - 1];
-                    at--;
-                }
-            }
-            d[at] = p;
-            nd++;
+            if (!dec) d[nd++] = c; /* cannot happen with consistent tables */
+            for (unsigned k = 0; dec && k < np; k++) d[nd++] = dec[k];
+        } else {
+            d[nd++] = c;
         }
     }
-    /* 2. Canonical composition: a character joins the last starter unless blocked by an
+    /* 2. Canonical ordering, using the not yet written part of `out` as working space. */
+    canonical_order(d, nd, out->cp + out->len);
+    /* 3. Canonical composition: a character joins the last starter unless blocked by an
      *    uncomposed character in between of class 0 or of a class not below its own. */
-    rc = cpbuf_reserve(out, out->len + nd);
-    if (rc) return rc;
     uint32_t *o = out->cp;
     size_t len = out->len;
     size_t starter = SIZE_MAX;
     unsigned last_ccc = 0;
     for (size_t i = 0; i < nd; i++) {
         uint32_t c = d[i];
-        unsigned cc = c < 0x300 ? 0 : uni_ccc(c);
+        unsigned cc = ccc_of(c);
         if (starter != SIZE_MAX && (starter == len - 1 || (last_ccc && last_ccc < cc))) {
             uint32_t comp = compose_pair(o[starter], c);
             if (comp) {

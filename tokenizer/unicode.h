@@ -25,7 +25,7 @@ enum {
     UNI_PY_SPACE = 1 << 3,       /* str.isspace(): what strip() removes */
     UNI_CASED = 1 << 4,          /* for the final-sigma rule of lower() */
     UNI_CASE_IGNORABLE = 1 << 5,
-    UNI_NFC_UNSTABLE = 1 << 6,   /* NFC may change text next to it (QC not Yes, ccc > 0) */
+    UNI_NFC_QC_NOT_YES = 1 << 6, /* NFC_Quick_Check is No or Maybe */
     UNI_HAS_DECOMP = 1 << 7,     /* has a canonical decomposition */
     UNI_HAS_LOWER = 1 << 8,      /* lower() changes it */
     UNI_DECIMAL = 1 << 9,        /* str.isdecimal(), re's \d */
@@ -74,6 +74,14 @@ static inline unsigned uni_flags(uint32_t cp) { return uni_record_of(cp)->flags;
 static inline unsigned uni_ccc(uint32_t cp) { return uni_record_of(cp)->ccc; }
 static inline unsigned uni_class(uint32_t cp) { return uni_flags(cp) & UNI_CLASS_MASK; }
 
+/* uni_class with ASCII answered directly (it is most of the text). */
+static inline unsigned uni_class_fast(uint32_t c) {
+    if (c >= 0x80) return uni_class(c);
+    if ((c | 32) - 'a' < 26) return UNI_CLASS_LETTER;
+    if (c - '0' < 10) return UNI_CLASS_NUMBER;
+    return c == ' ' || c - '\t' < 5 ? UNI_CLASS_SPACE : UNI_CLASS_OTHER;
+}
+
 /* A growable code-point buffer, owned by the tokenizer and reused across calls. */
 typedef struct {
     uint32_t *cp;
@@ -109,7 +117,8 @@ static inline int utf8_put(uint32_t cp, unsigned char *out) {
 
 /* unicodedata.normalize('NFC', in[0..n)) appended to out. `scratch` is working space. */
 int uni_nfc(const uint32_t *in, size_t n, cpbuf *out, cpbuf *scratch);
-/* True if NFC leaves in[0..n) unchanged for certain (a fast, conservative check). */
+/* NFC quick check (UAX #15): true if in[0..n) is certainly in NFC, false if NFC must be
+ * computed to know. */
 int uni_nfc_quick_yes(const uint32_t *in, size_t n);
 
 /* str.lower() of in[0..n), appended to out (final sigma included). */

@@ -29,7 +29,7 @@ CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE, CLASS_NONE = 0, 1, 2, 3, 4
 F_PY_SPACE = 1 << 3       # str.isspace() (14.0)
 F_CASED = 1 << 4          # Cased (14.0), for the final-sigma rule of lower()
 F_CASE_IGNORABLE = 1 << 5  # Case_Ignorable (14.0)
-F_NFC_UNSTABLE = 1 << 6   # NFC_QC is not Yes, or ccc != 0: NFC may change text around it
+F_NFC_QC_NOT_YES = 1 << 6  # NFC_QC is No or Maybe
 F_HAS_DECOMP = 1 << 7     # has a canonical decomposition (14.0, Hangul excluded)
 F_HAS_LOWER = 1 << 8      # lower() changes it (14.0)
 F_DECIMAL = 1 << 9        # str.isdecimal() (14.0), i.e. re's \d
@@ -62,6 +62,7 @@ def file_version(path):
 
 class UCD:
     def __init__(self, root):
+        self.root = root
         self.version = file_version(os.path.join(root, "DerivedAge.txt"))
         if self.version[:2] < PATTERN_VIEW:
             sys.exit(f"gen_unicode: UCD {self.version} is older than {PATTERN_VIEW}")
@@ -154,6 +155,10 @@ def build(ucd):
     cased = {cp for cp in ucd.core["Cased"] if old(cp)}
     ignorable = {cp for cp in ucd.core["Case_Ignorable"] if old(cp)}
 
+    qc_file = set()
+    for first, last, fields in parse_ranges(os.path.join(ucd.root, "DerivedNormalizationProps.txt"),
+                                           "NFC_QC"):
+        qc_file.update(cp for cp in range(first, last + 1) if old(cp))
     props = [0] * MAX_CP
     for cp in range(MAX_CP):
         gc = ucd.gc.get(cp, "Cn") if ucd.in_view(cp, PATTERN_VIEW) else "Cn"
@@ -178,14 +183,13 @@ def build(ucd):
                 f |= F_CASED
             if cp in ignorable:
                 f |= F_CASE_IGNORABLE
-            if cp in excluded or cp in second_of_pair or ccc.get(cp, 0):
-                f |= F_NFC_UNSTABLE
+            if cp in excluded or cp in second_of_pair or \
+                    0x1161 <= cp <= 0x1175 or 0x11A8 <= cp <= 0x11C2:  # Hangul V and T
+                f |= F_NFC_QC_NOT_YES
             if cp in canon:
                 f |= F_HAS_DECOMP
             if cp in lower:
                 f |= F_HAS_LOWER
-        if 0xAC00 <= cp <= 0xD7A3 or 0x1161 <= cp <= 0x1175 or 0x11A8 <= cp <= 0x11C2:
-            f |= F_NFC_UNSTABLE  # Hangul: LV/LVT syllables and jamo that compose
         props[cp] = (f, ccc.get(cp, 0))
 
     # Width map of ftfy: U+FF01..U+FFEF to their NFKC forms (14.0 view).
@@ -198,6 +202,11 @@ def build(ucd):
         w = nfkc([cp])
         if w != [cp]:
             width[cp] = w
+    derived_qc = {cp for cp in range(MAX_CP) if props[cp][0] & F_NFC_QC_NOT_YES}
+    assert derived_qc == qc_file, "NFC_QC disagrees with DerivedNormalizationProps.txt"
+    # unicode.c skips NFC work below U+0300 and decomposition lookups below U+00C0.
+    assert all(props[cp][1] == 0 and not props[cp][0] & F_NFC_QC_NOT_YES for cp in range(0x300))
+    assert min(canon) >= 0xC0
     return dict(props=props, full_canon=full_canon, compose=compose, lower=lower,
                 ccc=ccc, width=width, excluded=excluded)
 
