@@ -1,6 +1,8 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
-# Usage: tools/deps.sh build|test|bench
+# Usage: tools/deps.sh build|test|fuzz|bench
+#   fuzz: what `make test` needs beyond the unit tests: clang with libFuzzer and the
+#         sanitizer runtimes (make fuzz), valgrind (make valgrind).
 # Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise
 # prints one line naming the packages to install and fails.
 set -u
@@ -18,7 +20,11 @@ case "${1:-build}" in
     test)  check_pkg check 'test -f /usr/include/check.h'
            check_pkg python3 'command -v python3'
            check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt'
-           check_pkg python3-pil '/usr/bin/python3 -c "import PIL"' ;;
+           check_pkg python3-pil '/usr/bin/python3 -c "import PIL"'
+           check_pkg python3-regex '/usr/bin/python3 -c "import regex"' ;;
+    fuzz)  check_pkg clang-14 'command -v clang-14'
+           check_pkg libclang-rt-14-dev 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a || ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-aarch64.a'
+           check_pkg valgrind 'command -v valgrind' ;;
     bench) check_pkg hyperfine 'command -v hyperfine'
            check_pkg python3 'command -v python3' ;;
 esac
