@@ -10,6 +10,7 @@
 
 #include "../io/error.h"
 #include "../io/image.h"
+#include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 #include "model.h"
 
@@ -87,20 +88,37 @@ static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 /* Round a float count up to a whole number of 64-byte lines, so every buffer is aligned. */
 static size_t lines(size_t n_floats) { return (n_floats + 15) / 16 * 16; }
 
-int clip_context_new(const clip_model *m, int n_threads, clip_context **out) {
+int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_context **out) {
     *out = NULL;
     const clip_config *c = &m->config;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
-    size_t n_tokens = max_z((size_t)m->vision.n_patches + 1, (size_t)c->text_context);
+    if (max_batch <= 0) max_batch = 1;
+    if (max_batch > CLIP_MAX_BATCH)
+        return clip_fail(CLIP_ERR_ARG, "clip_context_new: batch of %d is more than %d", max_batch,
+                         CLIP_MAX_BATCH);
+    gemm_backend backend = GEMM_NATIVE;
+    const char *want = getenv("CLIP_GEMM");
+    if (want && *want) {
+        int b = gemm_backend_parse(want);
+        if (b < 0) return clip_fail(CLIP_ERR_ARG, "CLIP_GEMM=%s: expected native or openblas", want);
+        backend = (gemm_backend)b;
+    }
+
+    size_t seq = max_z((size_t)m->vision.n_patches + 1, (size_t)c->text_context);
+    size_t rows = (size_t)max_batch * seq;
     size_t d_model = max_z((size_t)c->vision_width, (size_t)c->text_width);
     size_t d_mlp = max_z((size_t)c->vision_mlp, (size_t)c->text_mlp);
     size_t patch_len = 3 * (size_t)c->patch_size * c->patch_size;
-    size_t sizes[] = {lines(n_tokens * d_model), lines(n_tokens * d_model),
-                      lines(n_tokens * 3 * d_model), lines(n_tokens * d_mlp),
-                      lines((size_t)m->vision.n_patches * patch_len), lines(n_tokens)};
+    size_t head_dim = max_z((size_t)(c->vision_width / c->vision_heads),
+                            (size_t)(c->text_width / c->text_heads));
+    /* per thread: one head's qkv [seq, 3 hd], its output [seq, hd], scores [seq] */
+    size_t attn_floats = lines(seq * 4 * head_dim + seq);
+    size_t sizes[] = {lines(rows * d_model), lines(rows * d_model), lines(rows * 3 * d_model),
+                      lines(rows * d_mlp), lines((size_t)max_batch * m->vision.n_patches * patch_len),
+                      attn_floats * (size_t)n_threads};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
 
@@ -111,31 +129,78 @@ int clip_context_new(const clip_model *m, int n_threads, clip_context **out) {
                          total * sizeof(float) >> 20);
     }
     float *p = ctx->arena;
-    float **bufs[] = {&ctx->x, &ctx->h, &ctx->qkv, &ctx->mlp, &ctx->patches, &ctx->scores};
+    float **bufs[] = {&ctx->x, &ctx->h, &ctx->qkv, &ctx->mlp, &ctx->patches, &ctx->attn};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i] = p;
         p += sizes[i];
     }
+    ctx->attn_floats = attn_floats;
+    if (n_threads > 1 && !(ctx->pool = threadpool_new(n_threads))) {
+        free(ctx->arena);
+        free(ctx);
+        return clip_fail(CLIP_ERR_NOMEM, "cannot start %d threads", n_threads);
+    }
     ctx->model = m;
     ctx->n_threads = n_threads;
+    ctx->max_batch = max_batch;
+    ctx->backend = backend;
     *out = ctx;
     return CLIP_OK;
 }
 
 void clip_context_free(clip_context *ctx) {
     if (!ctx) return;
+    threadpool_free(ctx->pool);
     free(ctx->arena);
     free(ctx);
 }
 
+int clip_context_set_gemm(clip_context *ctx, const char *name) {
+    int b = gemm_backend_parse(name);
+    if (b < 0) return clip_fail(CLIP_ERR_ARG, "unknown matmul backend '%s' (native or openblas)",
+                                name ? name : "(null)");
+    ctx->backend = (gemm_backend)b;
+    return CLIP_OK;
+}
+
+const char *clip_context_gemm(const clip_context *ctx) {
+    return ctx->backend == GEMM_OPENBLAS ? "openblas" : gemm_kernel_name(kernels_level());
+}
+
+int clip_context_threads(const clip_context *ctx) { return ctx->n_threads; }
+
+static const char *const stage_names[N_STAGES] = {
+    [STAGE_EMBED] = "embed", [STAGE_LAYERNORM] = "layernorm", [STAGE_QKV] = "qkv_proj",
+    [STAGE_ATTENTION] = "attention", [STAGE_OUT_PROJ] = "out_proj", [STAGE_MLP] = "mlp",
+    [STAGE_HEAD] = "head",
+};
+
+int clip_context_stages(const clip_context *ctx, double *ms, const char **names, int max) {
+    for (int i = 0; i < N_STAGES && i < max; i++) {
+        if (ms) ms[i] = ctx->stage_ms[i];
+        if (names) names[i] = stage_names[i];
+    }
+    return N_STAGES;
+}
+
+void clip_context_reset_stages(clip_context *ctx) { memset(ctx->stage_ms, 0, sizeof ctx->stage_ms); }
+
 /* ---- Encoders -------------------------------------------------------------------------- */
+/* The BLAS library runs only with the openblas backend; the native one keeps it at one
+ * thread so the two never compete for cores. */
+static void set_blas_threads(const clip_context *ctx) {
+    blas_set_threads(ctx->backend == GEMM_OPENBLAS ? ctx->n_threads : 1);
+}
+
 int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *embeds) {
     const clip_config *c = &ctx->model->config;
     if (n < 0) return clip_fail(CLIP_ERR_ARG, "clip_encode_images: negative image count");
-    blas_set_threads(ctx->n_threads);
+    set_blas_threads(ctx);
     size_t image_len = (size_t)3 * c->image_size * c->image_size;
-    for (int i = 0; i < n; i++)
-        vision_forward(ctx, pixels + i * image_len, embeds + (size_t)i * c->embed_dim);
+    for (int i = 0; i < n; i += ctx->max_batch) {
+        int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
+        vision_forward(ctx, pixels + i * image_len, count, embeds + (size_t)i * c->embed_dim);
+    }
     return CLIP_OK;
 }
 
@@ -146,9 +211,11 @@ int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embed
         if (ids[i] < 0 || ids[i] >= c->text_vocab)
             return clip_fail(CLIP_ERR_ARG, "token id %d at position %zu is outside the vocabulary (0..%d)",
                              ids[i], i % c->text_context, c->text_vocab - 1);
-    blas_set_threads(ctx->n_threads);
-    for (int i = 0; i < n; i++)
-        text_forward(ctx, ids + (size_t)i * c->text_context, embeds + (size_t)i * c->embed_dim);
+    set_blas_threads(ctx);
+    for (int i = 0; i < n; i += ctx->max_batch) {
+        int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
+        text_forward(ctx, ids + (size_t)i * c->text_context, count, embeds + (size_t)i * c->embed_dim);
+    }
     return CLIP_OK;
 }
 

@@ -12,7 +12,7 @@
  * Usage:
  *   clip_model *model;   clip_context *ctx;
  *   if (clip_model_load("weights/demo.clip", &model) != CLIP_OK) puts(clip_last_error());
- *   clip_context_new(model, 0, &ctx);                   // 0 threads = one per core
+ *   clip_context_new(model, 0, 1, &ctx);     // 0 threads = one per core, batches of 1
  *   const clip_config *cfg = clip_model_config(model);
  *   float *pix = malloc(sizeof(float) * 3 * cfg->image_size * cfg->image_size);
  *   float img[cfg->embed_dim], txt[cfg->embed_dim];  int32_t ids[cfg->text_context];
@@ -89,12 +89,30 @@ int clip_image_load(const clip_model *model, const char *path, float *pixels);
 int clip_image_load_memory(const clip_model *model, const void *data, size_t size,
                            const char *label, float *pixels);
 
-/* A context owns the scratch memory of the forward passes. n_threads <= 0: one per core. */
-int clip_context_new(const clip_model *model, int n_threads, clip_context **out);
+/* A context owns the scratch memory of the forward passes and a pool of n_threads
+ * threads (n_threads <= 0: one per core). max_batch (1..CLIP_MAX_BATCH; <= 0 means 1) is
+ * how many images or texts one forward pass takes together: larger batches run faster per
+ * input but the scratch memory grows with them (about 2.5 MB per image for ViT-B/32).
+ * The environment variable CLIP_GEMM=native|openblas picks the matmul backend. */
+#define CLIP_MAX_BATCH 1024
+int clip_context_new(const clip_model *model, int n_threads, int max_batch, clip_context **out);
 void clip_context_free(clip_context *ctx);
+int clip_context_threads(const clip_context *ctx);
+
+/* The matmul of the linear layers: "native" (clip.c's own kernels, the default) or
+ * "openblas". clip_context_gemm describes the one in use (e.g. "avx512 5x4 NT"). */
+int clip_context_set_gemm(clip_context *ctx, const char *name);
+const char *clip_context_gemm(const clip_context *ctx);
+
+/* Benchmarking: milliseconds spent in each stage of the forward passes since the context
+ * was made or last reset. Fills up to max entries of ms and names; returns the number
+ * of stages. */
+int clip_context_stages(const clip_context *ctx, double *ms, const char **names, int max);
+void clip_context_reset_stages(clip_context *ctx);
 
 /* Encode n images, pixels [n, 3, S, S], into embeds [n, D] (the projection output,
- * not normalized). */
+ * not normalized), max_batch at a time. The result does not depend on the thread count
+ * or the batch size. */
 int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *embeds);
 /* Encode n texts, ids [n, C], into embeds [n, D] (not normalized). */
 int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embeds);

@@ -8,6 +8,8 @@
 #define CLIP_MODEL_H
 
 #include "../io/weightfile.h"
+#include "../kernels/gemm.h"
+#include "../kernels/threadpool.h"
 #include "../tokenizer/tokenizer.h"
 #include "clip.h"
 
@@ -55,29 +57,59 @@ struct clip_model {
     clip_tokenizer *tokenizer;
 };
 
-/* Scratch for one forward pass of either tower, sized for the larger one. */
+/* Where a forward pass spends its time (clip_context_stage_ms). */
+enum {
+    STAGE_EMBED,       /* patch embedding (the patch matmul) or token embedding */
+    STAGE_LAYERNORM,   /* every LayerNorm */
+    STAGE_QKV,         /* the q, k, v projection */
+    STAGE_ATTENTION,   /* softmax(q k^T) v */
+    STAGE_OUT_PROJ,    /* attention output projection + residual */
+    STAGE_MLP,         /* fc1 + activation, fc2 + residual */
+    STAGE_HEAD,        /* pooling and the final projection */
+    N_STAGES
+};
+
+/* Scratch for the forward passes of up to max_batch inputs of either tower, sized for the
+ * larger one (rows = max_batch * max(image tokens, text context)), allocated once. */
 struct clip_context {
     const clip_model *model;
-    int n_threads;
-    float *x;        /* [n_tokens, d_model]   the residual stream */
-    float *h;        /* [n_tokens, d_model]   LayerNorm output, attention output */
-    float *qkv;      /* [n_tokens, 3 d_model] */
-    float *mlp;      /* [n_tokens, d_mlp] */
-    float *patches;  /* [n_patches, 3 P P]    image unrolled into patch rows */
-    float *scores;   /* [n_tokens]            attention scratch */
+    int n_threads, max_batch;
+    threadpool *pool;        /* NULL with one thread */
+    gemm_backend backend;
+    float *x;        /* [rows, d_model]   the residual stream */
+    float *h;        /* [rows, d_model]   LayerNorm output, attention output */
+    float *qkv;      /* [rows, 3 d_model] */
+    float *mlp;      /* [rows, d_mlp] */
+    float *patches;  /* [max_batch * n_patches, 3 P P]  images unrolled into patch rows */
+    float *attn;     /* [n_threads][attn_floats]  one head of one sequence, per thread */
+    size_t attn_floats;
     void *arena;     /* the one allocation all of the above live in */
+    double stage_ms[N_STAGES];
 };
+
+/* Milliseconds since an arbitrary start, for the stage timers. */
+double model_now_ms(void);
 
 /* Bind the weight file's tensors to the model's fields (model/bind.c). */
 int model_bind(clip_model *model);
 
-/* The towers (model/vision.c, model/text.c); out: [embed_dim]. */
-void vision_forward(clip_context *ctx, const float *pixels, float *out);
-void text_forward(clip_context *ctx, const int32_t *ids, float *out);
+/* The towers (model/vision.c, model/text.c), for n <= max_batch inputs at once:
+ * pixels [n, 3, S, S] or ids [n, C] -> out [n, embed_dim]. */
+void vision_forward(clip_context *ctx, const float *pixels, int n, float *out);
+void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out);
 
-/* One residual block over x [n_tokens, d_model]; only the first n_out rows of the result
- * are needed afterwards (n_out < n_tokens lets the last block skip work). */
+/* One residual block over x [n_seq * seq_len, d_model]: n_seq independent sequences of
+ * seq_len tokens each (attention never mixes sequences). With cls_only, only the first
+ * token of each sequence is needed afterwards (the last vision block): attention runs
+ * for that query alone and the block leaves those rows compacted in x [n_seq, d_model]. */
 void transformer_block(clip_context *ctx, const clip_tower *tower, const clip_block *block,
-                       int n_tokens, int n_out, int causal);
+                       int n_seq, int seq_len, int cls_only, int causal);
+
+/* Helpers shared by the towers (model/transformer.c): a linear layer through the context's
+ * backend and pool, and LayerNorm over rows spread across the pool. */
+void model_linear(clip_context *ctx, float *y, const float *x, const float *w, const float *b,
+                  int n_rows, int d_in, int d_out, int accumulate, gemm_activation act);
+void model_layernorm(clip_context *ctx, float *out, const float *x, const float *gamma,
+                     const float *beta, int n_rows, int dim, float eps);
 
 #endif

@@ -8,31 +8,47 @@
  * The end token sits at argmax(ids) (it has the highest id; the reference pools there).
  * Under a causal mask no position sees a later one, so rows after the end token cannot
  * change it: only the first eot+1 positions are computed (8 instead of 77 for a short
- * prompt), with exactly the same result.
+ * prompt), with exactly the same result. A batch of texts is padded to its longest such
+ * prefix (seq_len): the padding rows come after every end token, so they change nothing.
  */
 #include <string.h>
 
 #include "../kernels/kernels.h"
 #include "model.h"
 
-void text_forward(clip_context *ctx, const int32_t *ids, float *out) {
+void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
     const clip_model *m = ctx->model;
     const clip_text *t = &m->text;
     const int d = t->tower.d_model, context = m->config.text_context;
 
-    int eot = 0;
-    for (int i = 1; i < context; i++)
-        if (ids[i] > ids[eot]) eot = i;
-    const int n_tokens = eot + 1;
+    /* Each text's end position; the batch runs seq_len = the longest prefix needed. */
+    int eot[n > 0 ? n : 1], seq_len = 1;
+    for (int s = 0; s < n; s++) {
+        const int32_t *text = ids + (size_t)s * context;
+        eot[s] = 0;
+        for (int i = 1; i < context; i++)
+            if (text[i] > text[eot[s]]) eot[s] = i;
+        if (eot[s] + 1 > seq_len) seq_len = eot[s] + 1;
+    }
 
+    double t0 = model_now_ms();
     float *x = ctx->x;
-    for (int i = 0; i < n_tokens; i++)
-        memcpy(x + (size_t)i * d, t->token_embed + (size_t)ids[i] * d, sizeof(float) * d);
-    add_inplace(x, t->pos_embed, (size_t)n_tokens * d);
+    for (int s = 0; s < n; s++) {
+        float *xs = x + (size_t)s * seq_len * d;
+        for (int i = 0; i < seq_len; i++)
+            memcpy(xs + (size_t)i * d, t->token_embed + (size_t)ids[(size_t)s * context + i] * d,
+                   sizeof(float) * d);
+        add_inplace(xs, t->pos_embed, (size_t)seq_len * d);
+    }
+    ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
 
     for (int l = 0; l < t->tower.n_layers; l++)
-        transformer_block(ctx, &t->tower, &t->tower.blocks[l], n_tokens, n_tokens, 1);
+        transformer_block(ctx, &t->tower, &t->tower.blocks[l], n, seq_len, 0, 1);
 
-    layernorm(ctx->h, x + (size_t)eot * d, t->ln_final_w, t->ln_final_b, 1, d, t->tower.ln_eps);
-    linear(out, ctx->h, t->proj, NULL, 1, d, m->config.embed_dim);
+    t0 = model_now_ms();
+    for (int s = 0; s < n; s++)
+        layernorm(ctx->h + (size_t)s * d, x + ((size_t)s * seq_len + eot[s]) * d, t->ln_final_w,
+                  t->ln_final_b, 1, d, t->tower.ln_eps);
+    model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

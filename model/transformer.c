@@ -1,37 +1,131 @@
 /* transformer.c - one pre-LayerNorm residual block, shared by both towers.
  *
- *   x [n_tokens, d_model]
- *   x = x + out_proj(attention(qkv_proj(ln1(x))))      attention: n_heads heads
+ *   x [n_seq * seq_len, d_model]: n_seq sequences (a batch) of seq_len tokens each
+ *   x = x + out_proj(attention(qkv_proj(ln1(x))))      attention: n_heads heads, per sequence
  *   x = x + fc2(act(fc1(ln2(x))))                       act: quick_gelu or gelu
  *
- * When only the first n_out rows are needed afterwards (the last vision block, whose
- * only consumer is the class token), attention is computed for those queries alone and
- * everything after it runs on n_out rows: the result for those rows is unchanged.
+ * The linear layers see all rows of the batch at once (m = n_seq * seq_len), which is
+ * where a batch pays: every weight row is loaded once for many more tokens. Epilogues are
+ * fused into the matmuls: the residual adds are accumulating products straight into x,
+ * and the activation runs on fc1's output while it is in cache (kernels/gemm.c).
+ *
+ * Attention is split into (sequence, head) tasks across the thread pool. Each task copies
+ * its head's q, k, v columns (seq_len x 3 head_dim floats, a few tens of KB) into a
+ * per-thread buffer laid out as a one-head qkv, runs the attention kernel on it in L1,
+ * and scatters the result into its columns of h.
+ *
+ * When only the first token of each sequence is needed afterwards (the last vision block,
+ * whose only consumer is the class token), attention is computed for that query alone,
+ * the class rows are compacted to x [n_seq, d_model] and everything after attention runs
+ * on n_seq rows: the result for those rows is unchanged.
  */
+#include <string.h>
+#include <time.h>
+
 #include "../kernels/kernels.h"
 #include "model.h"
 
-static void activation(float *x, size_t n, int kind) {
-    if (kind == CLIP_ACT_GELU) gelu(x, n);
-    else quick_gelu(x, n);
+double model_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
-void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b,
-                       int n_tokens, int n_out, int causal) {
-    const int d = tw->d_model, f = tw->d_mlp;
-    float *x = ctx->x, *h = ctx->h;
+void model_linear(clip_context *ctx, float *y, const float *x, const float *w, const float *b,
+                  int n_rows, int d_in, int d_out, int accumulate, gemm_activation act) {
+    const gemm_op op = {y, x, w, b, n_rows, d_out, d_in, accumulate, act};
+    gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
+}
 
-    /* Attention sub-block. Keys and values need every token, queries only n_out. */
-    layernorm(h, x, b->ln1_w, b->ln1_b, n_tokens, d, tw->ln_eps);
-    linear(ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d);
-    attention(h, ctx->qkv, n_tokens, n_out, d, tw->n_heads, causal, ctx->scores);
-    linear(ctx->qkv, h, b->out_w, b->out_b, n_out, d, d);   /* qkv is free again: reuse */
-    add_inplace(x, ctx->qkv, (size_t)n_out * d);
+/* ---- LayerNorm over row blocks -------------------------------------------------------- */
+#define LN_ROWS 16
+
+typedef struct {
+    float *out;
+    const float *x, *gamma, *beta;
+    int n_rows, dim;
+    float eps;
+} layernorm_job;
+
+static void layernorm_task(void *arg, int task, int thread) {
+    (void)thread;
+    const layernorm_job *j = arg;
+    const int r0 = task * LN_ROWS, n = j->n_rows - r0 < LN_ROWS ? j->n_rows - r0 : LN_ROWS;
+    const size_t offset = (size_t)r0 * j->dim;
+    layernorm(j->out + offset, j->x + offset, j->gamma, j->beta, n, j->dim, j->eps);
+}
+
+void model_layernorm(clip_context *ctx, float *out, const float *x, const float *gamma,
+                     const float *beta, int n_rows, int dim, float eps) {
+    const double t0 = model_now_ms();
+    layernorm_job job = {out, x, gamma, beta, n_rows, dim, eps};
+    threadpool_run(ctx->pool, (n_rows + LN_ROWS - 1) / LN_ROWS, layernorm_task, &job);
+    ctx->stage_ms[STAGE_LAYERNORM] += model_now_ms() - t0;
+}
+
+/* ---- Attention, one (sequence, head) per task ---------------------------------------------- */
+typedef struct {
+    clip_context *ctx;
+    int d_model, n_heads, head_dim, seq_len, n_queries, causal, cls_only;
+} attention_job;
+
+static void attention_task(void *arg, int task, int thread) {
+    const attention_job *j = arg;
+    const int seq = task / j->n_heads, head = task % j->n_heads, hd = j->head_dim;
+    const size_t d = (size_t)j->d_model, col = (size_t)head * hd;
+    float *one_head = j->ctx->attn + (size_t)thread * j->ctx->attn_floats;  /* [seq_len, 3 hd] */
+    float *out = one_head + (size_t)j->seq_len * 3 * hd;                      /* [n_queries, hd] */
+    float *scores = out + (size_t)j->n_queries * hd;                          /* [seq_len] */
+
+    const float *qkv = j->ctx->qkv + (size_t)seq * j->seq_len * 3 * d;
+    for (int t = 0; t < j->seq_len; t++) {
+        const float *row = qkv + (size_t)t * 3 * d + col;
+        float *dst = one_head + (size_t)t * 3 * hd;
+        memcpy(dst, row, sizeof(float) * hd);
+        memcpy(dst + hd, row + d, sizeof(float) * hd);
+        memcpy(dst + 2 * hd, row + 2 * d, sizeof(float) * hd);
+    }
+    attention(out, one_head, j->seq_len, j->n_queries, hd, 1, j->causal, scores);
+    const size_t first_row = j->cls_only ? (size_t)seq : (size_t)seq * j->seq_len;
+    for (int q = 0; q < j->n_queries; q++)
+        memcpy(j->ctx->h + (first_row + q) * d + col, out + (size_t)q * hd, sizeof(float) * hd);
+}
+
+/* ---- The block ---------------------------------------------------------------------------- */
+void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
+                       int seq_len, int cls_only, int causal) {
+    const int d = tw->d_model, f = tw->d_mlp, n_tokens = n_seq * seq_len;
+    const gemm_activation act = tw->activation == CLIP_ACT_GELU ? GEMM_ACT_GELU : GEMM_ACT_QUICK_GELU;
+    float *x = ctx->x, *h = ctx->h;
+    double t0;
+
+    /* Attention sub-block. Keys and values need every token; queries only the class
+     * token with cls_only. */
+    model_layernorm(ctx, h, x, b->ln1_w, b->ln1_b, n_tokens, d, tw->ln_eps);
+    t0 = model_now_ms();
+    model_linear(ctx, ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d, 0, GEMM_ACT_NONE);
+    ctx->stage_ms[STAGE_QKV] += model_now_ms() - t0;
+
+    t0 = model_now_ms();
+    attention_job job = {ctx, d, tw->n_heads, d / tw->n_heads, seq_len, cls_only ? 1 : seq_len,
+                         causal, cls_only};
+    threadpool_run(ctx->pool, n_seq * tw->n_heads, attention_task, &job);
+    int n_rows = n_tokens;
+    if (cls_only) {           /* class rows s * seq_len -> s; ascending never overwrites a source */
+        for (int s = 1; s < n_seq; s++)
+            memcpy(x + (size_t)s * d, x + (size_t)s * seq_len * d, sizeof(float) * d);
+        n_rows = n_seq;
+    }
+    ctx->stage_ms[STAGE_ATTENTION] += model_now_ms() - t0;
+
+    t0 = model_now_ms();
+    model_linear(ctx, x, h, b->out_w, b->out_b, n_rows, d, d, 1, GEMM_ACT_NONE);  /* x += ... */
+    ctx->stage_ms[STAGE_OUT_PROJ] += model_now_ms() - t0;
 
     /* MLP sub-block. */
-    layernorm(h, x, b->ln2_w, b->ln2_b, n_out, d, tw->ln_eps);
-    linear(ctx->mlp, h, b->fc1_w, b->fc1_b, n_out, d, f);
-    activation(ctx->mlp, (size_t)n_out * f, tw->activation);
-    linear(h, ctx->mlp, b->fc2_w, b->fc2_b, n_out, f, d);
-    add_inplace(x, h, (size_t)n_out * d);
+    model_layernorm(ctx, h, x, b->ln2_w, b->ln2_b, n_rows, d, tw->ln_eps);
+    t0 = model_now_ms();
+    model_linear(ctx, ctx->mlp, h, b->fc1_w, b->fc1_b, n_rows, d, f, 0, act);
+    model_linear(ctx, x, ctx->mlp, b->fc2_w, b->fc2_b, n_rows, f, d, 1, GEMM_ACT_NONE);
+    ctx->stage_ms[STAGE_MLP] += model_now_ms() - t0;
 }

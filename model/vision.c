@@ -1,11 +1,13 @@
-/* vision.c - the image tower (a Vision Transformer).
+/* vision.c - the image tower (a Vision Transformer), for a batch of n images at once.
  *
- *   pixels [3, S, S]
+ *   pixels [n, 3, S, S]
  *   -> patch_embed: cut into N = (S/P)^2 patches, each flattened to [3 P P] in (channel,
- *      row, column) order, times W^T: a stride-P convolution as one matmul  -> [N, W]
- *   -> prepend the class token, add position embeddings                    -> [N+1, W]
- *   -> ln_pre -> n_layers residual blocks
- *   -> ln_post of the class token -> projection                            -> [D]
+ *      row, column) order, times W^T: a stride-P convolution as one matmul  -> [n N, W]
+ *   -> prepend each image's class token, add position embeddings           -> [n (N+1), W]
+ *   -> ln_pre -> n_layers residual blocks (the last one for class tokens only)
+ *   -> ln_post of the class tokens -> projection                           -> [n, D]
+ * Every linear layer runs over the rows of all n images together; attention stays
+ * within each image.
  */
 #include <string.h>
 
@@ -28,25 +30,42 @@ static void patch_unroll(float *patches, const float *pixels, int image_size, in
         }
 }
 
-void vision_forward(clip_context *ctx, const float *pixels, float *out) {
+void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     const clip_model *m = ctx->model;
     const clip_vision *v = &m->vision;
-    const int d = v->tower.d_model, n_tokens = v->n_patches + 1, p = m->config.patch_size;
+    const int d = v->tower.d_model, n_patches = v->n_patches, n_tokens = n_patches + 1;
+    const int p = m->config.patch_size, image_size = m->config.image_size;
+    const size_t image_len = (size_t)3 * image_size * image_size, patch_len = (size_t)3 * p * p;
     float *x = ctx->x;
 
-    /* patch_embed: row 0 is the class token, rows 1..N the patches. */
-    patch_unroll(ctx->patches, pixels, m->config.image_size, p);
-    linear(x + d, ctx->patches, v->patch_w, NULL, v->n_patches, 3 * p * p, d);
-    memcpy(x, v->class_embed, sizeof(float) * d);
-    add_inplace(x, v->pos_embed, (size_t)n_tokens * d);
-    layernorm(x, x, v->ln_pre_w, v->ln_pre_b, n_tokens, d, v->tower.ln_eps);
+    /* patch_embed for all n images in one matmul: patches [n * N, 3 P P] -> h [n * N, W];
+     * then x row s * (N+1) is image s's class token and the N rows after it its patches. */
+    double t0 = model_now_ms();
+    for (int s = 0; s < n; s++)
+        patch_unroll(ctx->patches + (size_t)s * n_patches * patch_len, pixels + s * image_len,
+                     image_size, p);
+    model_linear(ctx, ctx->h, ctx->patches, v->patch_w, NULL, n * n_patches, (int)patch_len, d, 0,
+                 GEMM_ACT_NONE);
+    for (int s = 0; s < n; s++) {
+        float *xs = x + (size_t)s * n_tokens * d;
+        memcpy(xs, v->class_embed, sizeof(float) * d);
+        memcpy(xs + d, ctx->h + (size_t)s * n_patches * d, sizeof(float) * n_patches * d);
+        add_inplace(xs, v->pos_embed, (size_t)n_tokens * d);
+    }
+    ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
+    model_layernorm(ctx, x, x, v->ln_pre_w, v->ln_pre_b, n * n_tokens, d, v->tower.ln_eps);
 
     for (int l = 0; l < v->tower.n_layers; l++) {
-        int last = l == v->tower.n_layers - 1;
-        transformer_block(ctx, &v->tower, &v->tower.blocks[l], n_tokens, last ? 1 : n_tokens, 0);
+        const int last = l == v->tower.n_layers - 1;
+        transformer_block(ctx, &v->tower, &v->tower.blocks[l], n, n_tokens, last, 0);
     }
+    /* The last block left the class tokens in x rows 0..n-1 (with no layers, compact them). */
+    if (v->tower.n_layers == 0)
+        for (int s = 1; s < n; s++) memcpy(x + (size_t)s * d, x + (size_t)s * n_tokens * d, sizeof(float) * d);
 
     /* The class token summarizes the image. */
-    layernorm(ctx->h, x, v->ln_post_w, v->ln_post_b, 1, d, v->tower.ln_eps);
-    linear(out, ctx->h, v->proj, NULL, 1, d, m->config.embed_dim);
+    model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);
+    t0 = model_now_ms();
+    model_linear(ctx, out, ctx->h, v->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

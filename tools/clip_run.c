@@ -7,6 +7,7 @@
  *   clip_run embed-text MODEL TEXT... -o OUT.npy    float32 [N, D]
  *   clip_run classify MODEL IMAGE... -l LABEL...    zero-shot labels, best first
  *   clip_run score MODEL IMAGE TEXT                 cosine similarity and logit
+ *   clip_run bench MODEL [IMAGE]                    in-process timings per stage, GFLOP/s
  *
  * Errors go to stderr as one line "clip_run: error: ..."; the exit code is 0 only on
  * success (1: the work failed, 2: the command line was wrong).
@@ -17,8 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "../io/atomic.h"
 #include "../io/npy.h"
+#include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 #include "../model/clip.h"
 
@@ -58,7 +62,8 @@ typedef struct {
     int n_labels;
     const char *template_;       /* --template */
     const char *file;            /* -f */
-    int top, threads, raw, json, null_sep, ids, help;
+    const char *gemm;            /* --gemm */
+    int top, threads, batch, iters, raw, json, null_sep, ids, help;
 } args;
 
 /* Which options a command accepts: a string of letters, see parse(). */
@@ -82,6 +87,7 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
         static const struct { const char *short_, *long_; char key; } with_value[] = {
             {"-o", "--output", 'o'}, {"-l", "--label", 'l'}, {"-f", "--file", 'f'},
             {"-t", "--threads", 't'}, {NULL, "--template", 'T'}, {NULL, "--top", 'k'},
+            {NULL, "--batch", 'b'}, {NULL, "--iters", 'n'}, {NULL, "--gemm", 'g'},
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
@@ -112,12 +118,20 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
         case 'l': a->labels[a->n_labels++] = value; break;
         case 'f': a->file = value; break;
         case 'T': a->template_ = value; break;
-        case 't': case 'k': {
+        case 'g':
+            if (gemm_backend_parse(value) < 0)
+                return usage_error(cmd, "--gemm takes native or openblas, not '%s'", value);
+            a->gemm = value;
+            break;
+        case 't': case 'k': case 'b': case 'n': {
             errno = 0;
             long v = strtol(value, &end, 10);
             if (errno || *end || end == value || v < 1 || v > 4096)
                 return usage_error(cmd, "%s needs a whole number from 1 to 4096, not '%s'", s, value);
-            if (key == 't') a->threads = (int)v; else a->top = (int)v;
+            if (key == 't') a->threads = (int)v;
+            else if (key == 'b') a->batch = (int)v;
+            else if (key == 'n') a->iters = (int)v;
+            else a->top = (int)v;
             break;
         }
         case 'r': a->raw = 1; break;
@@ -245,11 +259,15 @@ typedef struct {
     int ids_input;               /* texts are token ids (--ids) */
 } session;
 
-static int open_session(const char *path, int threads, int need_context, session *s) {
+/* need_context: also a context for a (threads, batch, --gemm) of the command line. */
+static int open_session(const char *path, const args *a, int need_context, session *s) {
     memset(s, 0, sizeof *s);
     if (clip_model_load(path, &s->model) != CLIP_OK) return api_fail();
     s->cfg = clip_model_config(s->model);
-    if (need_context && clip_context_new(s->model, threads, &s->ctx) != CLIP_OK) return api_fail();
+    if (!need_context) return 0;
+    if (clip_context_new(s->model, a->threads, a->batch > 0 ? a->batch : 1, &s->ctx) != CLIP_OK)
+        return api_fail();
+    if (a->gemm && clip_context_set_gemm(s->ctx, a->gemm) != CLIP_OK) return api_fail();
     return 0;
 }
 
@@ -310,13 +328,12 @@ static int parse_ids(const session *s, const char *text, size_t len, int32_t *id
     return 0;
 }
 
+static int text_ids(session *s, const char *text, size_t len, int32_t *ids);
+
 static int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *embed) {
-    if (s->ids_input) {
-        int rc = parse_ids(s, text, len, ids);
-        if (rc) return rc;
-    } else if (clip_tokenize(s->model, text, len, ids) != CLIP_OK) return api_fail();
-    if (clip_encode_texts(s->ctx, ids, 1, embed) != CLIP_OK) return api_fail();
-    return 0;
+    int rc = text_ids(s, text, len, ids);
+    if (!rc && clip_encode_texts(s->ctx, ids, 1, embed) != CLIP_OK) rc = api_fail();
+    return rc;
 }
 
 static int write_embeddings(const char *path, const float *data, int n, int dim) {
@@ -329,7 +346,7 @@ static int write_embeddings(const char *path, const float *data, int n, int dim)
 static int cmd_info(args *a) {
     if (a->n_pos != 1) return usage_error(a->cmd, "info takes one MODEL");
     session s;
-    int rc = open_session(a->pos[0], 0, 0, &s);
+    int rc = open_session(a->pos[0], a, 1, &s);
     if (rc) return rc;
     const clip_config *c = s.cfg;
     int grid = c->image_size / c->patch_size;
@@ -348,8 +365,11 @@ static int cmd_info(args *a) {
     printf("normalize:    mean (%.8g, %.8g, %.8g), std (%.8g, %.8g, %.8g)\n", c->image_mean[0],
            c->image_mean[1], c->image_mean[2], c->image_std[0], c->image_std[1], c->image_std[2]);
     printf("tokens:       start %d, end %d\n", c->sot_id, c->eot_id);
-    printf("kernels:      %s (CPU supports %s), matmul: OpenBLAS\n",
-           cpu_level_name(kernels_level()), cpu_level_name(cpu_detect()));
+    printf("kernels:      %s (CPU supports %s)\n", cpu_level_name(kernels_level()),
+           cpu_level_name(cpu_detect()));
+    printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),
+           strcmp(clip_context_gemm(s.ctx), "openblas") ? " (native; --gemm openblas: OpenBLAS)" : "",
+           clip_context_threads(s.ctx));
     close_session(&s);
     return 0;
 }
@@ -359,7 +379,7 @@ static int cmd_tokenize(args *a) {
     text_list t;
     session s;
     int rc = gather_texts(a, 1, &t);
-    if (!rc) rc = open_session(a->pos[0], 0, 0, &s);
+    if (!rc) rc = open_session(a->pos[0], a, 0, &s);
     if (rc) { free_texts(&t); return rc; }
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)s.cfg->text_context);
     if (!ids) rc = fail("out of memory");
@@ -384,7 +404,7 @@ static int cmd_preprocess(args *a) {
     if (a->n_pos != 2) return usage_error(a->cmd, "preprocess takes MODEL and one IMAGE");
     if (!a->output) return usage_error(a->cmd, "preprocess needs -o OUT.npy");
     session s;
-    int rc = open_session(a->pos[0], 0, 0, &s);
+    int rc = open_session(a->pos[0], a, 0, &s);
     if (rc) return rc;
     const int size = s.cfg->image_size;
     float *pixels = malloc(sizeof(float) * 3 * size * size);
@@ -401,21 +421,34 @@ static int cmd_embed_image(args *a) {
     if (a->n_pos < 2) return usage_error(a->cmd, "embed-image needs MODEL and IMAGE...");
     if (!a->output) return usage_error(a->cmd, "embed-image needs -o OUT.npy");
     session s;
-    int rc = open_session(a->pos[0], a->threads, 1, &s);
+    int rc = open_session(a->pos[0], a, 1, &s);
     if (rc) return rc;
     const int n = a->n_pos - 1, size = s.cfg->image_size, dim = s.cfg->embed_dim;
-    float *pixels = malloc(sizeof(float) * 3 * size * size);
+    const int batch = a->batch > 0 ? a->batch : 1;
+    const size_t image_len = (size_t)3 * size * size;
+    float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     float *embeds = malloc(sizeof(float) * (size_t)n * dim);
     if (!pixels || !embeds) rc = fail("out of memory");
-    for (int i = 0; !rc && i < n; i++) {
-        rc = embed_image(&s, a->pos[1 + i], pixels, embeds + (size_t)i * dim);
-        if (!rc && !a->raw) clip_normalize(embeds + (size_t)i * dim, dim);
+    /* Read up to `batch` images, then encode them together. */
+    for (int first = 0; !rc && first < n; first += batch) {
+        const int count = n - first < batch ? n - first : batch;
+        for (int i = 0; !rc && i < count; i++)
+            rc = load_pixels(&s, a->pos[1 + first + i], pixels + (size_t)i * image_len);
+        if (!rc && clip_encode_images(s.ctx, pixels, count, embeds + (size_t)first * dim) != CLIP_OK)
+            rc = api_fail();
     }
+    for (int i = 0; !rc && !a->raw && i < n; i++) clip_normalize(embeds + (size_t)i * dim, dim);
     if (!rc) rc = write_embeddings(a->output, embeds, n, dim);
     free(pixels);
     free(embeds);
     close_session(&s);
     return rc;
+}
+
+/* Token ids of one text: tokenized, or parsed with --ids. */
+static int text_ids(session *s, const char *text, size_t len, int32_t *ids) {
+    if (s->ids_input) return parse_ids(s, text, len, ids);
+    return clip_tokenize(s->model, text, len, ids) == CLIP_OK ? 0 : api_fail();
 }
 
 static int cmd_embed_text(args *a) {
@@ -424,17 +457,22 @@ static int cmd_embed_text(args *a) {
     text_list t;
     session s;
     int rc = gather_texts(a, 1, &t);
-    if (!rc) rc = open_session(a->pos[0], a->threads, 1, &s);
+    if (!rc) rc = open_session(a->pos[0], a, 1, &s);
     if (rc) { free_texts(&t); return rc; }
     s.ids_input = a->ids;
-    const int dim = s.cfg->embed_dim;
+    const int dim = s.cfg->embed_dim, context = s.cfg->text_context;
+    const int batch = a->batch > 0 ? a->batch : 1;
     float *embeds = malloc(sizeof(float) * (size_t)t.n * dim);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)s.cfg->text_context);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
     if (!embeds || !ids) rc = fail("out of memory");
-    for (int i = 0; !rc && i < t.n; i++) {
-        rc = embed_text(&s, t.text[i], t.len[i], ids, embeds + (size_t)i * dim);
-        if (!rc && !a->raw) clip_normalize(embeds + (size_t)i * dim, dim);
+    for (int first = 0; !rc && first < t.n; first += batch) {
+        const int count = t.n - first < batch ? t.n - first : batch;
+        for (int i = 0; !rc && i < count; i++)
+            rc = text_ids(&s, t.text[first + i], t.len[first + i], ids + (size_t)i * context);
+        if (!rc && clip_encode_texts(s.ctx, ids, count, embeds + (size_t)first * dim) != CLIP_OK)
+            rc = api_fail();
     }
+    for (int i = 0; !rc && !a->raw && i < t.n; i++) clip_normalize(embeds + (size_t)i * dim, dim);
     if (!rc) rc = write_embeddings(a->output, embeds, t.n, dim);
     free(embeds);
     free(ids);
@@ -461,7 +499,7 @@ static int cmd_classify(args *a) {
     const char *hole = strstr(tmpl, "{}");
     if (!hole) return usage_error(a->cmd, "--template must contain {} where the label goes");
     session s;
-    int rc = open_session(a->pos[0], a->threads, 1, &s);
+    int rc = open_session(a->pos[0], a, 1, &s);
     if (rc) return rc;
     const int dim = s.cfg->embed_dim, size = s.cfg->image_size, n_labels = a->n_labels;
     const int top = a->top > 0 && a->top < n_labels ? a->top : n_labels;
@@ -528,7 +566,7 @@ static int cmd_classify(args *a) {
 static int cmd_score(args *a) {
     if (a->n_pos != 3) return usage_error(a->cmd, "score takes MODEL, IMAGE and TEXT");
     session s;
-    int rc = open_session(a->pos[0], a->threads, 1, &s);
+    int rc = open_session(a->pos[0], a, 1, &s);
     if (rc) return rc;
     const int dim = s.cfg->embed_dim, size = s.cfg->image_size;
     float *pixels = malloc(sizeof(float) * 3 * size * size);
@@ -559,6 +597,199 @@ static int cmd_score(args *a) {
     return rc;
 }
 
+/* ---- bench: in-process timings ------------------------------------------------------------ */
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int by_value(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double median(double *ms, int n) {
+    qsort(ms, (size_t)n, sizeof *ms, by_value);
+    return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
+/* Best GFLOP/s of a backend on a product that fits the L2 cache (x 240 KB, W 512 KB):
+ * the matmul peak the forward passes are measured against. */
+static double gemm_peak(gemm_backend backend, int n_threads) {
+    enum { M = 120, N = 256, K = 512 };
+    float *x = aligned_alloc(64, sizeof(float) * M * K), *w = aligned_alloc(64, sizeof(float) * N * K);
+    float *y = aligned_alloc(64, sizeof(float) * M * N);
+    threadpool *pool = backend == GEMM_NATIVE && n_threads > 1 ? threadpool_new(n_threads) : NULL;
+    double best = 0;
+    if (x && w && y) {
+        for (int i = 0; i < M * K; i++) x[i] = (float)(i % 17) * 0.01f;
+        for (int i = 0; i < N * K; i++) w[i] = (float)(i % 13) * 0.01f;
+        blas_set_threads(backend == GEMM_OPENBLAS ? n_threads : 1);
+        const gemm_op op = {y, x, w, NULL, M, N, K, 0, GEMM_ACT_NONE};
+        const double end = now_ms() + 300;
+        while (now_ms() < end) {
+            double t0 = now_ms();
+            gemm_run(pool, &op, backend, kernels_level());
+            double gflops = 2.0 * M * N * K / ((now_ms() - t0) * 1e6);
+            if (gflops > best) best = gflops;
+        }
+    }
+    threadpool_free(pool);
+    free(x);
+    free(w);
+    free(y);
+    return best;
+}
+
+/* Floating-point work actually done (the class-token-only last block and the causal text
+ * cut included). */
+static double image_flop(const clip_config *c) {
+    const double w = c->vision_width, f = c->vision_mlp, grid = c->image_size / c->patch_size;
+    const double n = grid * grid, t = n + 1;
+    double flop = 2 * n * 3.0 * c->patch_size * c->patch_size * w + 2 * w * c->embed_dim;
+    for (int l = 0; l < c->vision_layers; l++) {
+        const double rows = l == c->vision_layers - 1 ? 1 : t;
+        flop += 2 * t * w * 3 * w + 4 * rows * t * w + 2 * rows * w * w + 4 * rows * w * f;
+    }
+    return flop;
+}
+
+static double text_flop(const clip_config *c, int n_tokens) {
+    const double w = c->text_width, f = c->text_mlp, t = n_tokens;
+    return c->text_layers * (2 * t * w * 3 * w + 2 * t * (t + 1) * w + 2 * t * w * w + 4 * t * w * f) +
+           2 * w * c->embed_dim;
+}
+
+typedef struct {
+    session *s;
+    int iters;
+    double peak;                 /* native GFLOP/s at this thread count */
+} bench_run;
+
+static void print_stages(const session *s, int iters) {
+    double ms[16];
+    const char *names[16];
+    int n = clip_context_stages(s->ctx, ms, names, 16);
+    printf("  stages, mean ms per run:");
+    for (int i = 0; i < n && i < 16; i++) printf("  %s %.2f", names[i], ms[i] / iters);
+    printf("\n");
+}
+
+/* Encode `count` images or texts `iters` times (after one warm-up run): median ms. */
+static int time_encode(bench_run *b, const char *name, const float *pixels, const int32_t *ids,
+                       int count, double flop, double extra_ms) {
+    double *ms = malloc(sizeof(double) * (size_t)b->iters);
+    float *embeds = malloc(sizeof(float) * (size_t)count * b->s->cfg->embed_dim);
+    if (!ms || !embeds) { free(ms); free(embeds); return fail("out of memory"); }
+    int rc = 0;
+    for (int i = -1; !rc && i < b->iters; i++) {
+        if (i == 0) clip_context_reset_stages(b->s->ctx);
+        double t0 = now_ms();
+        int r = pixels ? clip_encode_images(b->s->ctx, pixels, count, embeds)
+                       : clip_encode_texts(b->s->ctx, ids, count, embeds);
+        if (r != CLIP_OK) rc = api_fail();
+        else if (i >= 0) ms[i] = now_ms() - t0;
+    }
+    if (!rc) {
+        double min = ms[0];
+        for (int i = 1; i < b->iters; i++) if (ms[i] < min) min = ms[i];
+        double med = median(ms, b->iters) + extra_ms;
+        printf("%-13s %9.2f ms  (median of %d, min %.2f%s)  %.2f GFLOP, %.1f GFLOP/s = %.0f%% of peak",
+               name, med, b->iters, min + extra_ms, extra_ms > 0 ? ", with preprocess" : "",
+               flop * 1e-9, flop / ((med - extra_ms) * 1e6), 100 * flop / ((med - extra_ms) * 1e6) / b->peak);
+        if (count > 1) printf(", %.2f ms each", med / count);
+        printf("\n");
+        print_stages(b->s, b->iters);
+    }
+    free(ms);
+    free(embeds);
+    return rc;
+}
+
+static int cmd_bench(args *a) {
+    if (a->n_pos < 1 || a->n_pos > 2) return usage_error(a->cmd, "bench takes MODEL and optionally an IMAGE");
+    args run_args = *a;
+    const int batch = a->batch > 0 ? a->batch : 8;
+    run_args.batch = batch;
+    session s;
+    int rc = open_session(a->pos[0], &run_args, 1, &s);
+    if (rc) return rc;
+    const clip_config *c = s.cfg;
+    const int threads = clip_context_threads(s.ctx), context = c->text_context;
+    const size_t image_len = (size_t)3 * c->image_size * c->image_size;
+
+    const double native1 = gemm_peak(GEMM_NATIVE, 1), blas1 = gemm_peak(GEMM_OPENBLAS, 1);
+    const double native_n = threads > 1 ? gemm_peak(GEMM_NATIVE, threads) : native1;
+    const double blas_n = threads > 1 ? gemm_peak(GEMM_OPENBLAS, threads) : blas1;
+    printf("model         %s (vision %d x %d layers, text %d x %d layers)\n", a->pos[0],
+           c->vision_width, c->vision_layers, c->text_width, c->text_layers);
+    printf("matmul        %s, %d threads, batch %d\n", clip_context_gemm(s.ctx), threads, batch);
+    printf("peak          native %.1f GFLOP/s (1 thread), %.1f (%d threads); "
+           "OpenBLAS %.1f (1 thread), %.1f (%d threads)\n", native1, native_n, threads, blas1, blas_n,
+           threads);
+
+    const int use_blas = strcmp(clip_context_gemm(s.ctx), "openblas") == 0;
+    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n};
+    float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
+    if (!pixels || !ids) rc = fail("out of memory");
+    unsigned seed = 12345;
+    for (size_t i = 0; !rc && i < image_len * batch; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        pixels[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+
+    /* one image from a preprocessed tensor, and from an image file if given */
+    if (!rc) rc = time_encode(&b, "image_npy", pixels, NULL, 1, image_flop(c), 0);
+    if (!rc && a->n_pos == 2) {
+        double *ms = malloc(sizeof(double) * (size_t)b.iters);
+        if (!ms) rc = fail("out of memory");
+        for (int i = 0; !rc && i < b.iters; i++) {
+            double t0 = now_ms();
+            if (clip_image_load(s.model, a->pos[1], pixels) != CLIP_OK) rc = api_fail();
+            ms[i] = now_ms() - t0;
+        }
+        if (!rc) {
+            double pre = median(ms, b.iters);
+            printf("preprocess    %9.2f ms  (decode, resize, crop, normalize of %s)\n", pre, a->pos[1]);
+            rc = time_encode(&b, "image_jpeg", pixels, NULL, 1, image_flop(c), pre);
+        }
+        free(ms);
+    }
+
+    /* texts: a short prompt, a full-context one */
+    const char *short_text = "a photo of a dog.";
+    char long_text[1024] = "";
+    while (strlen(long_text) + 20 < sizeof long_text) strcat(long_text, "a photo of a big dog ");
+    int short_len = 0;
+    if (!rc && clip_tokenize(s.model, short_text, strlen(short_text), ids) != CLIP_OK) rc = api_fail();
+    for (int i = 0; !rc && i < context; i++) if (ids[i]) short_len = i + 1;
+    if (!rc) rc = time_encode(&b, "text_short", NULL, ids, 1, text_flop(c, short_len), 0);
+    if (!rc && clip_tokenize(s.model, long_text, strlen(long_text), ids) != CLIP_OK) rc = api_fail();
+    if (!rc) rc = time_encode(&b, "text_long", NULL, ids, 1, text_flop(c, context), 0);
+
+    /* batches */
+    static const char *const nouns[] = {"dog", "cat", "car", "bird", "tree", "house", "boat", "person"};
+    int batch_len = 0;
+    for (int i = 0; !rc && i < batch; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "a photo of a %s.", nouns[i % 8]);
+        if (clip_tokenize(s.model, text, strlen(text), ids + (size_t)i * context) != CLIP_OK) rc = api_fail();
+        for (int k = 0; !rc && k < context; k++) if (ids[(size_t)i * context + k] && k + 1 > batch_len) batch_len = k + 1;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "image_batch%d", batch);
+    if (!rc) rc = time_encode(&b, name, pixels, NULL, batch, batch * image_flop(c), 0);
+    snprintf(name, sizeof name, "text_batch%d", batch);
+    if (!rc) rc = time_encode(&b, name, NULL, ids, batch, batch * text_flop(c, batch_len), 0);
+
+    free(pixels);
+    free(ids);
+    close_session(&s);
+    return rc;
+}
+
 /* ---- Help and dispatch ------------------------------------------------------------------- */
 typedef struct {
     const char *name, *accepts, *usage;
@@ -566,7 +797,8 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"info", "", "info MODEL\n  Print the model's config and the kernels this CPU uses.\n", cmd_info},
+    {"info", "tg", "info MODEL [-t N] [--gemm native|openblas]\n"
+     "  Print the model's config, the kernels this CPU uses and the matmul backend.\n", cmd_info},
     {"tokenize", "fj0",
      "tokenize MODEL TEXT... [-f FILE] [-0] [--json]\n"
      "  Print each text's token ids (context length, zero padded), one line per text.\n"
@@ -576,25 +808,33 @@ static const command commands[] = {
     {"preprocess", "o",
      "preprocess MODEL IMAGE -o OUT.npy\n"
      "  Decode, resize, crop and normalize IMAGE as the reference does: float32 [3, S, S].\n", cmd_preprocess},
-    {"embed-image", "ort",
-     "embed-image MODEL IMAGE... -o OUT.npy [--raw] [-t N]\n"
+    {"embed-image", "ortbg",
+     "embed-image MODEL IMAGE... -o OUT.npy [--raw] [-t N] [--batch N] [--gemm native|openblas]\n"
      "  Image embeddings, float32 [N, D], L2-normalized unless --raw.\n"
      "  An IMAGE ending in .npy is a preprocessed float32 [3, S, S] tensor.\n"
-     "  -t N      threads (default: one per core)\n", cmd_embed_image},
-    {"embed-text", "ortf0i",
-     "embed-text MODEL TEXT... -o OUT.npy [--raw] [-f FILE] [-0] [--ids] [-t N]\n"
-     "  Text embeddings, float32 [N, D], L2-normalized unless --raw.\n"
+     "  -t N      threads (default: one per core)\n"
+     "  --batch N read N images, then encode them together (default 1)\n"
+     "  --gemm B  matmul backend: native (default) or openblas\n", cmd_embed_image},
+    {"embed-text", "ortf0ibg",
+     "embed-text MODEL TEXT... -o OUT.npy [--raw] [-f FILE] [-0] [--ids] [-t N] [--batch N] [--gemm B]\n"
+     "  Text embeddings, float32 [N, D], L2-normalized unless --raw; --batch N encodes N at once.\n"
      "  -f FILE   also read texts from FILE, one per line ('-' = stdin); -0: NUL-separated\n"
      "  --ids     each TEXT is already token ids (\"49406 320 49407\"), zero padded to the context\n", cmd_embed_text},
-    {"classify", "ltTkj",
+    {"classify", "ltTkjg",
      "classify MODEL IMAGE... -l LABEL [-l LABEL...] [--template T] [--top K] [--json] [-t N]\n"
      "  Zero-shot classification: softmax over exp(logit_scale) * cosine(image, prompt),\n"
      "  prompt = the template with {} replaced by the label (default \"a photo of a {}.\").\n"
      "  --top K   print only the K best labels\n"
      "  --json    one JSON object per image: {\"image\", \"results\": [{\"label\", \"prob\", \"cosine\"}]}\n", cmd_classify},
-    {"score", "jt",
+    {"score", "jtg",
      "score MODEL IMAGE TEXT [--json] [-t N]\n"
      "  Cosine similarity of the image and the text, and the logit (exp(logit_scale) * cosine).\n", cmd_score},
+    {"bench", "tbng",
+     "bench MODEL [IMAGE] [-t N] [--batch N] [--iters K] [--gemm native|openblas]\n"
+     "  In-process benchmark: the matmul peak (native and OpenBLAS), then warm latency of an\n"
+     "  image (random pixels; IMAGE, e.g. a JPEG, adds decode + preprocess), a short and a\n"
+     "  77-token text, and a batch of N (default 8) of each; milliseconds per stage and\n"
+     "  GFLOP/s against the measured peak. Median of K runs (default 10).\n", cmd_bench},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -606,6 +846,9 @@ static void print_help(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* Ctrl-C or a kill while an output file is written removes its temp file: a previous
+     * output stays as it was and no half-written file remains. */
+    atomic_cleanup_on_signals();
     if (argc < 2) {
         print_help(stderr);
         return 2;
