@@ -169,10 +169,12 @@ for i, maxval in enumerate([1, 100, 254, 1000, 65535]):
 for path in sys.argv[4:]:
     add(path, "jpeg" if path.endswith(".jpg") else "exact")
 
-for image in images:
+for k, image in enumerate(images):  # reference crops go to out_dir, never next to the inputs
     image["mode"] = Image.open(image["path"]).mode
+    image["ref"] = {}
     for n in sizes:
-        with open("%s.%d.rgb" % (image["path"], n), "wb") as f:
+        image["ref"][str(n)] = os.path.join(out_dir, "ref_%d_%d.rgb" % (k, n))
+        with open(image["ref"][str(n)], "wb") as f:
             f.write(clip_crop(image["path"], n))
 with open(manifest_path, "w") as f:
     json.dump(images, f)
@@ -227,7 +229,7 @@ class ImageAgainstPillow(unittest.TestCase):
         for n in SIZES:
             got = self.crops([im["path"] for im in images], n)
             for image, ours in zip(images, got):
-                with open("%s.%d.rgb" % (image["path"], n), "rb") as f:
+                with open(image["ref"][str(n)], "rb") as f:
                     want = f.read()
                 diffs = [abs(a - b) for a, b in zip(ours, want) if a != b]
                 allowed = JPEG_TOLERANCE if image["kind"] == "jpeg" else 0
