@@ -1,7 +1,12 @@
 # clip.c - build, test and benchmark.
 #
 #   make          ./clip_run and build/libclip.a (public header: model/clip.h)
-#   make test     the whole test suite (unit, golden end-to-end, CLI)
+#   make test     the whole test suite: unit, golden end-to-end and CLI tests, then the same
+#                 under AddressSanitizer + UBSan, valgrind over the CLI, and every fuzz target
+#   make check-fast  only the normal suite (unit, golden end-to-end, CLI), for development
+#   make asan     the normal suite, built with -fsanitize=address,undefined ($(BUILD)/asan)
+#   make valgrind valgrind memcheck over every clip_run command (tests/valgrind.sh)
+#   make fuzz     build the libFuzzer targets (tests/fuzz) and run each FUZZ_SECONDS (60)
 #   make demo     classify a bundled sample image with weights/demo.clip
 #   make bench    benchmarks (bench/README.md)
 #
@@ -15,6 +20,10 @@ CFLAGS  += $(shell pkg-config --cflags openblas 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm -lpthread
 BUILD   ?= build
 PYTHON  ?= python3
+# Sanitizer variants build the same sources with SANITIZE=address,undefined (see `asan`).
+ifneq ($(SANITIZE),)
+  CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
 
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
@@ -34,11 +43,13 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK := $(BUILD)/.deps-build
 
-.PHONY: all test demo bench clean deps
+.PHONY: all lib test-bin test check-fast asan asan-build valgrind fuzz fuzz-build demo bench clean deps
 LIB := $(BUILD)/libclip.a
 CLI ?= clip_run
 
 all: $(CLI) $(LIB)
+lib: $(LIB)
+test-bin: $(TEST_BIN)
 
 $(BUILD)/.deps-build:
 	@sh tools/deps.sh build
@@ -68,9 +79,48 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
 
-# The test command of the README and of .ci/run.
-test: $(BUILD)/.deps-test all $(TEST_BIN)
-	@CLIP_RUN=./$(CLI) sh tests/run_tests.sh $(BUILD)
+# ---- Tests ------------------------------------------------------------------------------
+# tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed"
+# summing them all. Sanitized and fuzzing builds are variants of the same sources in their
+# own directories: $(BUILD)/asan (gcc, -fsanitize=address,undefined) and $(BUILD)/fuzz
+# (clang, -fsanitize=fuzzer,address,undefined; tests/fuzz/fuzz_*.c).
+ASAN_BUILD   := $(BUILD)/asan
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+RUN_TESTS     = CLIP_RUN=./$(CLI) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+                sh tests/run_tests.sh $(BUILD)
+
+# The test command of the README and of .ci/run: every stage.
+test: $(BUILD)/.deps-test $(BUILD)/.deps-fuzz all $(TEST_BIN) asan-build fuzz-build
+	@$(RUN_TESTS) normal asan valgrind fuzz
+
+check-fast: $(BUILD)/.deps-test all $(TEST_BIN)
+	@$(RUN_TESTS) normal
+
+asan-build: $(BUILD)/.deps-test
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CLI=$(ASAN_BUILD)/clip_run OPT=-O1 \
+	    SANITIZE=address,undefined all test-bin
+asan: $(BUILD)/.deps-test asan-build
+	@$(RUN_TESTS) asan
+
+valgrind: $(BUILD)/.deps-fuzz all
+	@$(RUN_TESTS) valgrind
+
+$(BUILD)/.deps-fuzz:
+	@sh tools/deps.sh fuzz
+	@mkdir -p $(BUILD) && touch $@
+fuzz-build: $(BUILD)/.deps-fuzz
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+	    SANITIZE=fuzzer-no-link,address,undefined lib
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libclip.a
+	$(FUZZ_CC) -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -fno-omit-frame-pointer -fno-sanitize-recover=all -o $@ $< $(FUZZ_BUILD)/libclip.a $(LDLIBS)
+fuzz: $(BUILD)/.deps-test fuzz-build
+	@$(RUN_TESTS) fuzz
 
 # The README's first command: zero-shot classification and a text-image score on a
 # bundled sample image, with the bundled demo model.
@@ -80,6 +130,18 @@ demo: all
 	    -l "purple circle" -l "red star" --top 3
 	./$(CLI) score weights/demo.clip tests/data/demo/red_circle.png "a photo of a red circle."
 	./$(CLI) score weights/demo.clip tests/data/demo/red_circle.png "a photo of a blue square."
+
+# Benchmarks (bench/README.md): hyperfine over clip_run on a ViT-B/32-shaped random-weight
+# model; bench-peers also times PyTorch and ONNX Runtime on the same weights, side by side.
+.PHONY: bench-peers
+$(BUILD)/.deps-bench:
+	@sh tools/deps.sh bench
+	@mkdir -p $(BUILD) && touch $@
+bench: $(BUILD)/.deps-bench $(CLI)
+	$(PYTHON) bench/run_bench.py --clip-run $(CLI)
+bench-peers: $(BUILD)/.deps-bench $(CLI)
+	sh bench/peers/deps.sh
+	$(PYTHON) bench/run_bench.py --clip-run $(CLI) --peers
 
 clean:
 	rm -rf $(BUILD) $(CLI)

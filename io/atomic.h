@@ -21,4 +21,11 @@ int atomic_commit(atomic_file *af);
 /* Gives up: closes and removes the temp file. Safe to call after a failed commit. */
 void atomic_abort(atomic_file *af);
 
+/* Install handlers for SIGINT, SIGTERM and SIGHUP that remove the temp file of a write in
+ * progress, then let the signal end the process as it would have. A program calls this
+ * once at start (clip_run does). The handler only unlink()s a path recorded by
+ * atomic_open(), so it is async-signal-safe. SIGKILL cannot be caught: then the hidden
+ * temp file ".NAME.tmp.XXXXXX" may remain, but never a truncated NAME. */
+void atomic_cleanup_on_signals(void);
+
 #endif

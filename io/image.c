@@ -94,6 +94,19 @@ static int png_kind(const uint8_t *d, size_t n, const char *label, image_kind *k
     case 6: set_mode(k, MODE_RGBA); break;
     default: return clip_fail(CLIP_ERR_IMAGE, "%s: PNG colour type %d is invalid", label, color_type);
     }
+    /* stb 2.27 computes NULL + 0 (undefined behaviour) for an empty IDAT chunk that comes
+     * before any image data; such files are rare enough to refuse rather than hand to it. */
+    for (uint64_t at = 8; at + 8 <= n;) {
+        uint64_t len = (uint64_t)d[at] << 24 | (uint64_t)d[at + 1] << 16 | (uint64_t)d[at + 2] << 8 | d[at + 3];
+        if (memcmp(d + at + 4, "IDAT", 4) == 0) {
+            if (len == 0)
+                return clip_fail(CLIP_ERR_IMAGE, "%s: PNG with an empty IDAT chunk before its image data (not supported)",
+                                 label);
+            break;
+        }
+        if (memcmp(d + at + 4, "IEND", 4) == 0) break;
+        at += 12 + len;
+    }
     return CLIP_OK;
 }
 
@@ -117,6 +130,20 @@ static int bmp_kind(const uint8_t *d, size_t n, const char *label, image_kind *k
         if (compression == 3 && header_size >= 56 && n >= 70)
             for (int i = 0; i < 4; i++) masks[i] = le32(d + 54 + 4 * i);
     }
+
+    /* stb 2.27 reads past the end of a short raster as zeros and reports success; Pillow
+     * calls such a file truncated. Refuse it too (stb decodes only uncompressed and
+     * bit-field rasters, rows padded to 4 bytes), which also keeps a tiny file from
+     * making us decode a huge image of nothing. */
+    uint64_t w = header_size == 12 ? le16(d + 18) : (uint64_t)labs((long)(int32_t)le32(d + 18));
+    uint64_t h = header_size == 12 ? le16(d + 20) : (uint64_t)labs((long)(int32_t)le32(d + 22));
+    uint64_t data_at = le32(d + 10), row_bytes = (w * (uint64_t)bits + 31) / 32 * 4;
+    int raw = compression == 0 || compression == 3; /* stb refuses RLE and embedded JPEG/PNG */
+    if (raw && bits > 0 && bits <= 32 && row_bytes && (data_at > n || (n - data_at) / row_bytes < h))
+        return clip_fail(CLIP_ERR_IMAGE, "%s: truncated BMP (%llu x %llu pixels need %llu bytes of pixel data, the file has %llu)",
+                         label, (unsigned long long)w, (unsigned long long)h,
+                         (unsigned long long)(row_bytes * h),
+                         (unsigned long long)(data_at > n ? 0 : n - data_at));
 
     if (bits <= 8) {
         uint64_t colors = n_colors ? n_colors : (1u << bits);
@@ -232,8 +259,9 @@ static int pnm_header(const uint8_t *d, size_t n, long values[3], size_t *data_a
         }
         if (at >= n || d[at] < '0' || d[at] > '9') return 0;
         long value = 0;
-        while (at < n && d[at] >= '0' && d[at] <= '9' && value < 1000000000)
+        while (at < n && d[at] >= '0' && d[at] <= '9' && value < 100000000)
             value = value * 10 + (d[at++] - '0');
+        if (at < n && d[at] >= '0' && d[at] <= '9') return 0; /* 10+ digits overflow stb's int */
         values[v] = value;
     }
     *data_at = at + 1;
@@ -450,6 +478,16 @@ static int resize_crop_convert(uint8_t *pixels, int w, int h, const image_kind *
     return CLIP_OK;
 }
 
+/* stb's failure reason, fit for a one-line message: stb 2.27 builds "XXXX PNG chunk not
+ * known" from the file's own bytes, so control bytes and non-ASCII become '?'. */
+static const char *stb_reason(const char *why, char out[48]) {
+    if (!why) why = "unknown error";
+    size_t n = 0;
+    for (; n < 47 && why[n]; n++) out[n] = why[n] >= 0x20 && why[n] < 0x7f ? why[n] : '?';
+    out[n] = 0;
+    return out;
+}
+
 static int too_large(const char *label, image_format fmt, long w, long h) {
     return clip_fail(CLIP_ERR_IMAGE,
                      "%s: %s image of %ld x %ld is too large (limit %d pixels per side, %u in all)",
@@ -466,6 +504,13 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
     if (fmt == FMT_JPEG && !jpeg_huffman_tables_safe(d, n_bytes))
         return clip_fail(CLIP_ERR_IMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", label);
 
+    /* stb 2.27 parses PNM numbers into an int without an overflow check: only a header
+     * we can read ourselves (every number below 10 digits) is handed to it. */
+    long pnm_values[3];
+    size_t pnm_data_at;
+    if (fmt == FMT_PNM && !pnm_header(d, n_bytes, pnm_values, &pnm_data_at))
+        return clip_fail(CLIP_ERR_IMAGE, "%s: bad PGM/PPM header", label);
+
     /* Dimensions first: nothing large is allocated for an image we will refuse. */
     long claimed_w, claimed_h;
     if (header_dimensions(fmt, d, n_bytes, &claimed_w, &claimed_h) &&
@@ -474,14 +519,21 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
         return too_large(label, fmt, claimed_w, claimed_h);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(d, (int)n_bytes, &w, &h, &comp)) {
-        const char *why = stbi_failure_reason();
+        char why[48];
         return clip_fail(CLIP_ERR_IMAGE, "%s: cannot read the %s header (%s)", label,
-                         format_name[fmt], why ? why : "unknown error");
+                         format_name[fmt], stb_reason(stbi_failure_reason(), why));
     }
     if (w <= 0 || h <= 0)
         return clip_fail(CLIP_ERR_IMAGE, "%s: %s image is empty (%d x %d)", label, format_name[fmt], w, h);
     if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (uint64_t)w * h > IMAGE_MAX_PIXELS)
         return too_large(label, fmt, w, h);
+    /* Every 8 x 8 block of a JPEG's full-resolution component costs at least one bit (a
+     * Huffman code is 1 to 16 bits), so a file smaller than that is truncated. stb would
+     * decode its missing blocks as flat gray (Pillow refuses), and a tiny file claiming
+     * 8000 x 8000 pixels would cost seconds of decoding. */
+    if (fmt == FMT_JPEG && ((uint64_t)w + 7) / 8 * (((uint64_t)h + 7) / 8) > (uint64_t)n_bytes * 8)
+        return clip_fail(CLIP_ERR_IMAGE, "%s: truncated JPEG (%zu bytes cannot hold %d x %d pixels)",
+                         label, n_bytes, w, h);
 
     memset(k, 0, sizeof *k);
     int rc = CLIP_OK;
@@ -503,8 +555,9 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
         const char *why = pnm16 ? "outofmem" : stbi_failure_reason();
         if (why && strcmp(why, "outofmem") == 0)
             return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory decoding a %d x %d image", label, w, h);
+        char shown[48];
         return clip_fail(CLIP_ERR_IMAGE, "%s: cannot decode %s image (%s)", label, format_name[fmt],
-                         why ? why : "unknown error");
+                         stb_reason(why, shown));
     }
     if (dw != w || dh != h) {
         free(pixels); /* stb allocates with plain malloc (STBI_MALLOC is not overridden) */

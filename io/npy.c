@@ -59,10 +59,16 @@ static int parse_header(const char *header, const char *label, npy_array *out) {
             found = 1;
         }
     }
-    if (!found)
+    if (!found) {
+        char shown[9]; /* the descr as found, control and non-ASCII bytes shown as '?' */
+        size_t n = 0;
+        for (; n < 8 && descr[n]; n++)
+            shown[n] = descr[n] >= 0x20 && descr[n] < 0x7f ? descr[n] : '?';
+        shown[n] = 0;
         return clip_fail(CLIP_ERR_FORMAT,
-                         "%s: unsupported .npy dtype %.8s (need float32, float64, uint8, int32 or int64, little-endian)",
-                         label, descr);
+                         "%s: unsupported .npy dtype %s (need float32, float64, uint8, int32 or int64, little-endian)",
+                         label, shown);
+    }
     const char *order = dict_value(header, "fortran_order");
     if (!order || strncmp(order, "False", 5) != 0)
         return clip_fail(CLIP_ERR_FORMAT, "%s: .npy array is not in C order", label);

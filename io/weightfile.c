@@ -89,6 +89,15 @@ static const char *read_str(cursor *c, uint32_t *len, uint32_t max_len, const ch
     return (const char *)take(c, *len, what);
 }
 
+/* Up to 32 bytes of a string from the file, for an error message: control bytes and
+ * non-ASCII become '?', so a message stays one printable line. */
+static const char *printable(const char *s, uint32_t len, char out[33]) {
+    uint32_t n = len < 32 ? len : 32;
+    for (uint32_t i = 0; i < n; i++) out[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    out[n] = 0;
+    return out;
+}
+
 /* ---- Config ------------------------------------------------------------------------------ */
 enum { KV_U32 = 1, KV_F32 = 2, KV_STR = 3, KV_F32_ARRAY = 4 };
 
@@ -171,10 +180,12 @@ static int parse_config(cursor *c, clip_config *cfg) {
             if (field->offset == offsetof(clip_config, activation)) {
                 if (len == 10 && memcmp(s, "quick_gelu", 10) == 0) cfg->activation = CLIP_ACT_QUICK_GELU;
                 else if (len == 4 && memcmp(s, "gelu", 4) == 0) cfg->activation = CLIP_ACT_GELU;
-                else
+                else {
+                    char shown[33];
                     return clip_fail(CLIP_ERR_FORMAT,
-                                     "%s: config activation '%.*s' is not quick_gelu or gelu",
-                                     c->path, (int)(len < 32 ? len : 32), s);
+                                     "%s: config activation '%s' is not quick_gelu or gelu",
+                                     c->path, printable(s, len, shown));
+                }
             } else {
                 size_t n = len < sizeof cfg->name - 1 ? len : sizeof cfg->name - 1;
                 memcpy(cfg->name, s, n);
@@ -203,9 +214,11 @@ static int parse_config(cursor *c, clip_config *cfg) {
             }
             break;
         }
-        default:
-            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%.*s' has unknown type %u",
-                             c->path, (int)(key_len < 64 ? key_len : 64), key, type);
+        default: {
+            char shown[33];
+            return clip_fail(CLIP_ERR_FORMAT, "%s: config key '%s' has unknown type %u",
+                             c->path, printable(key, key_len, shown), type);
+        }
         }
         if (c->failed) return CLIP_ERR_FORMAT;
     }
@@ -224,6 +237,66 @@ static int parse_config(cursor *c, clip_config *cfg) {
     int grid = cfg->image_size / cfg->patch_size;
     if ((long)grid * grid > 65536)
         return clip_fail(CLIP_ERR_FORMAT, "%s: %d x %d patches is too many", c->path, grid, grid);
+    return CLIP_OK;
+}
+
+/* ---- What the config asks of a forward pass ------------------------------------------------ */
+/* Every weight lies in the file, so a file pays for its matrix products in its own size; what
+ * it does not pay for is the work that grows with the token count (attention is tokens² x width
+ * per layer, every matrix product runs once per token) and the activation buffers. A small
+ * hostile file could otherwise declare 65537 patch tokens of width 1 and ask for a forward pass
+ * of hours, or gigabytes of scratch. So both are bounded by a fixed allowance plus a multiple of
+ * the file's size; released CLIPs are far inside (ViT-L/14 at 336 px: attention 1.6e10 and
+ * matrix products 1.7e11 multiply-adds for a 1.7 GB file, 25 MB of activations). The memory
+ * estimate mirrors clip_context_new() (model/clip.c) and the image buffers of preprocessing. */
+#define WORK_ALLOWANCE (1ull << 33)          /* multiply-adds per forward pass, any file */
+#define WORK_PER_FILE_BYTE 512ull            /* ... plus this many per byte of the file */
+#define MEMORY_ALLOWANCE (256ull << 20)      /* bytes of activations, any file (+ file size) */
+
+static int check_work(const weightfile *wf) {
+    const clip_config *c = &wf->config;
+    const uint64_t file_bytes = wf->map_size, grid = (uint64_t)(c->image_size / c->patch_size);
+    const uint64_t patch_len = 3ull * (uint64_t)c->patch_size * (uint64_t)c->patch_size;
+    const struct {
+        const char *name;
+        uint64_t tokens, width, mlp, layers, input_len;
+    } tower[2] = {
+        {"vision", grid * grid + 1, (uint64_t)c->vision_width, (uint64_t)c->vision_mlp,
+         (uint64_t)c->vision_layers, patch_len},
+        {"text", (uint64_t)c->text_context, (uint64_t)c->text_width, (uint64_t)c->text_mlp,
+         (uint64_t)c->text_layers, 0},
+    };
+    const uint64_t work_limit = WORK_ALLOWANCE + WORK_PER_FILE_BYTE * file_bytes;
+    uint64_t tokens_max = 0, width_max = 0, mlp_max = 0;
+    for (int t = 0; t < 2; t++) {
+        /* Per layer: q, k, v, out (4 W²) and the MLP (2 W M) per token, scores and their
+         * weighted sum (2 tokens W) per token. The config's ranges keep these in 64 bits. */
+        uint64_t n = tower[t].tokens, w = tower[t].width;
+        uint64_t per_token = tower[t].layers * (4 * w * w + 2 * w * tower[t].mlp + 2 * n * w) +
+                             w * tower[t].input_len;
+        uint64_t work = n * per_token;
+        if (work / n != per_token || work > work_limit)
+            return clip_fail(CLIP_ERR_FORMAT,
+                             "%s: the config asks for a %s forward pass of %.3g multiply-adds (%llu tokens, width %llu, %llu layers); a file of %llu bytes may ask for at most %.3g",
+                             wf->path, tower[t].name, (double)n * (double)per_token,
+                             (unsigned long long)n, (unsigned long long)w,
+                             (unsigned long long)tower[t].layers, (unsigned long long)file_bytes,
+                             (double)work_limit);
+        if (n > tokens_max) tokens_max = n;
+        if (w > width_max) width_max = w;
+        if (tower[t].mlp > mlp_max) mlp_max = tower[t].mlp;
+    }
+    /* Context arena: [tokens, W] x 2, [tokens, 3W], [tokens, M], [patches, 3P²], [tokens];
+     * preprocessing: the [3, S, S] float pixels twice (image and caller) and the crop. */
+    uint64_t image_floats = 3ull * (uint64_t)c->image_size * (uint64_t)c->image_size;
+    uint64_t floats = tokens_max * (5 * width_max + mlp_max + 1) + grid * grid * patch_len +
+                      3 * image_floats;
+    if (floats * 4 > MEMORY_ALLOWANCE + file_bytes)
+        return clip_fail(CLIP_ERR_FORMAT,
+                         "%s: the config asks for %llu MB of activations; a file of %llu bytes may ask for at most %llu MB",
+                         wf->path, (unsigned long long)(floats * 4 >> 20),
+                         (unsigned long long)file_bytes,
+                         (unsigned long long)((MEMORY_ALLOWANCE + file_bytes) >> 20));
     return CLIP_OK;
 }
 
@@ -292,8 +365,10 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         if (c->failed) return CLIP_ERR_FORMAT;
         memcpy(t->name, name, name_len);
         t->name[name_len] = 0;
-        if (memchr(name, 0, name_len))
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor %u has a NUL in its name", c->path, i);
+        for (uint32_t k = 0; k < name_len; k++) /* names appear in messages: printable only */
+            if ((unsigned char)name[k] < 0x20 || name[k] == 0x7f)
+                return clip_fail(CLIP_ERR_FORMAT, "%s: tensor %u has a control byte in its name",
+                                 c->path, i);
         t->dtype = read_u32(c, "tensor dtype");
         t->n_dims = read_u32(c, "tensor rank");
         if (c->failed) return CLIP_ERR_FORMAT;
@@ -403,7 +478,7 @@ int weightfile_open(const char *path, weightfile *wf) {
         rc = clip_fail(CLIP_ERR_FORMAT, "%s: data section is not %d-byte aligned", path, WF_ALIGN);
         goto fail;
     }
-    if ((rc = parse_config(&config_c, &wf->config)) ||
+    if ((rc = parse_config(&config_c, &wf->config)) || (rc = check_work(wf)) ||
         (rc = parse_tokenizer(&tok_c, &wf->config, &wf->tokenizer)) ||
         (rc = parse_directory(&dir_c, wf, data_off, data_c.left)))
         goto fail;

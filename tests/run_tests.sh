@@ -1,15 +1,36 @@
 #!/bin/sh
-# run_tests.sh - the whole suite, as `make test` runs it from the repo root.
-#   1. convert the golden-tiny reference model in both layouts (tests read them),
-#   2. every Check unit-test binary (build/tests/test_*),
-#   3. every Python test (tests/test_*.py: converter, CLI, golden end-to-end),
-# then one closing line "N passed, N failed".
+# run_tests.sh - the test suite, as `make test` runs it from the repo root.
+#
+#   sh tests/run_tests.sh BUILD [STAGE...]        (default stage: normal)
+#
+# Stages, each adding to one count:
+#   normal    convert the golden-tiny reference model in both layouts (tests read them), then
+#             every Check unit test (BUILD/tests/test_*) and every Python test (tests/test_*.py:
+#             converter, CLI, golden end-to-end, mutation campaign) against $CLIP_RUN;
+#   asan      the same unit and Python tests with the AddressSanitizer + UBSan build
+#             (BUILD/asan: its unit tests, and its clip_run under the Python tests), leaks on;
+#   valgrind  valgrind memcheck over every clip_run command and error path (tests/valgrind.sh);
+#   fuzz      every libFuzzer target (BUILD/fuzz/fuzz_*) for $FUZZ_SECONDS seconds each.
+# The last line is "N passed, N failed" over all stages; the exit code is 0 only when
+# nothing failed.
 set -u
 BUILD=${1:-build}
+[ $# -gt 0 ] && shift
+STAGES=${*:-normal}
 SHARED=../shared/clip
 export CLIP_TEST_MODELS="$BUILD/test-models"
+CLIP_RUN=${CLIP_RUN:-./clip_run}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_TARGETS=${FUZZ_TARGETS:-weightfile image tokenizer npy}
 passed=0 failed=0
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+
+# Sanitizer settings: any report ends the process with exit code 86, which no clip_run
+# outcome uses (0 ok, 1 failed, 2 usage), so a test expecting a clean failure notices.
+SAN_EXIT=86
+ASAN_OPTS="detect_leaks=1:halt_on_error=1:exitcode=$SAN_EXIT:abort_on_error=0"
+ASAN_OPTS="$ASAN_OPTS:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1"
+UBSAN_OPTS="print_stacktrace=1:halt_on_error=1:exitcode=$SAN_EXIT"
 
 if [ ! -d "$SHARED" ]; then
     echo "error: reference data $SHARED is missing (tests need ../shared next to the repo)" >&2
@@ -17,36 +38,99 @@ if [ ! -d "$SHARED" ]; then
     exit 1
 fi
 
-mkdir -p "$CLIP_TEST_MODELS"
-python3 tools/convert.py "$SHARED/golden-tiny/openai.pt" --config "$SHARED/golden-tiny/open_clip_config.json" \
-    --vocab "$SHARED/bpe_simple_vocab_16e6.txt.gz" -o "$CLIP_TEST_MODELS/golden-openai.clip" >/dev/null \
-    || fail "convert golden-tiny (OpenAI layout)"
-python3 tools/convert.py "$SHARED/golden-tiny" -o "$CLIP_TEST_MODELS/golden-hf.clip" >/dev/null \
-    || fail "convert golden-tiny (Hugging Face layout)"
+convert_models() {
+    mkdir -p "$CLIP_TEST_MODELS"
+    [ -f "$CLIP_TEST_MODELS/golden-openai.clip" ] && [ -f "$CLIP_TEST_MODELS/golden-hf.clip" ] \
+        && [ "$1" = reuse ] && return
+    python3 tools/convert.py "$SHARED/golden-tiny/openai.pt" --config "$SHARED/golden-tiny/open_clip_config.json" \
+        --vocab "$SHARED/bpe_simple_vocab_16e6.txt.gz" -o "$CLIP_TEST_MODELS/golden-openai.clip" >/dev/null \
+        || fail "convert golden-tiny (OpenAI layout)"
+    python3 tools/convert.py "$SHARED/golden-tiny" -o "$CLIP_TEST_MODELS/golden-hf.clip" >/dev/null \
+        || fail "convert golden-tiny (Hugging Face layout)"
+}
 
-for t in "$BUILD"/tests/test_*; do
-    case "$t" in *.d) continue ;; esac
-    [ -x "$t" ] || continue
-    out=$("$t" 2>&1); rc=$?
-    echo "$out" | grep -E '^[0-9]+%: Checks' | sed "s|^|$(basename "$t"): |"
-    [ $rc -eq 0 ] || echo "$out" | grep -vE '^(Running suite|[0-9]+%: Checks)'
-    n=$(echo "$out" | sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p')
-    if [ -z "$n" ]; then fail "$t crashed or printed no result (exit $rc)"; continue; fi
-    set -- $n
-    passed=$((passed + $1 - $2 - $3)); failed=$((failed + $2 + $3))
-    [ $rc -eq 0 ] || [ $(($2 + $3)) -gt 0 ] || fail "$t exited $rc"
+# Every Check binary in $1 (a directory); $2 labels the output lines.
+unit_tests() {
+    dir=$1 label=$2 found=0
+    for t in "$dir"/test_*; do
+        case "$t" in *.d) continue ;; esac
+        [ -x "$t" ] || continue
+        found=1
+        out=$("$t" 2>&1); rc=$?
+        echo "$out" | grep -E '^[0-9]+%: Checks' | sed "s|^|$label$(basename "$t"): |"
+        [ $rc -eq 0 ] || echo "$out" | grep -vE '^(Running suite|[0-9]+%: Checks)' | tail -n 60
+        n=$(echo "$out" | sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p')
+        if [ -z "$n" ]; then fail "$t crashed or printed no result (exit $rc)"; continue; fi
+        set -- $n
+        passed=$((passed + $1 - $2 - $3)); failed=$((failed + $2 + $3))
+        [ $rc -eq 0 ] || [ $(($2 + $3)) -gt 0 ] || fail "$t exited $rc"
+    done
+    [ $found -eq 1 ] || fail "no unit tests in $dir (not built?)"
+}
+
+# Every Python test, against the clip_run in $1; $2 labels the output lines.
+python_tests() {
+    out=$(CLIP_RUN="$1" python3 -m unittest discover -s tests -p 'test_*.py' 2>&1); rc=$?
+    echo "$out" | grep -E '^(FAIL|ERROR):|^Ran |^OK|^FAILED' | sed "s/^/$2python: /"
+    [ $rc -eq 0 ] || echo "$out" | tail -n 60
+    ran=$(echo "$out" | sed -n 's/^Ran \([0-9]*\) test.*/\1/p')
+    bad=$(echo "$out" | sed -n 's/^FAILED (\(.*\))/\1/p' | tr ',' '\n' | grep -v skipped \
+          | sed -n 's/.*=\([0-9]*\)/\1/p' | awk '{s+=$1} END {print s+0}')
+    if [ -z "$ran" ]; then fail "python tests did not run ($2)"; else
+        skipped=$(echo "$out" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p' | head -n 1)
+        passed=$((passed + ran - bad - ${skipped:-0})); failed=$((failed + bad))
+        [ $rc -eq 0 ] || [ "$bad" -gt 0 ] || fail "python tests exited $rc ($2)"
+    fi
+}
+
+stage_normal() {
+    echo "== normal: unit tests and Python tests ($CLIP_RUN)"
+    convert_models fresh
+    unit_tests "$BUILD/tests" ""
+    python_tests "$CLIP_RUN" ""
+}
+
+stage_asan() {
+    echo "== asan: the same tests built with -fsanitize=address,undefined ($BUILD/asan)"
+    convert_models reuse
+    [ -x "$BUILD/asan/clip_run" ] || { fail "$BUILD/asan/clip_run is not built (make asan-build)"; return; }
+    export ASAN_OPTIONS="$ASAN_OPTS" UBSAN_OPTIONS="$UBSAN_OPTS"
+    unit_tests "$BUILD/asan/tests" "asan "
+    python_tests "./$BUILD/asan/clip_run" "asan "
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+}
+
+stage_valgrind() {
+    echo "== valgrind: memcheck over every clip_run command ($CLIP_RUN)"
+    convert_models reuse
+    out=$(sh tests/valgrind.sh "$CLIP_RUN" "$CLIP_TEST_MODELS/golden-openai.clip" "$BUILD/valgrind" 2>&1)
+    echo "$out" | grep -E '^valgrind (ok|FAIL)' | grep -v '^valgrind ok' || true
+    echo "$out" | grep -E '^FAIL' -A 40 | head -n 80
+    ok=$(echo "$out" | grep -c '^valgrind ok')
+    bad=$(echo "$out" | grep -c '^valgrind FAIL')
+    echo "valgrind: $ok commands clean, $bad with errors"
+    [ "$ok" -gt 0 ] || fail "valgrind ran no command"
+    passed=$((passed + ok)); failed=$((failed + bad))
+}
+
+stage_fuzz() {
+    echo "== fuzz: each libFuzzer target for $FUZZ_SECONDS s ($BUILD/fuzz)"
+    convert_models reuse
+    for target in $FUZZ_TARGETS; do
+        if sh tests/fuzz/run.sh "$BUILD/fuzz" "$target" "$FUZZ_SECONDS"; then
+            passed=$((passed + 1))
+        else
+            fail "fuzz target $target"
+        fi
+    done
+}
+
+for stage in $STAGES; do
+    case "$stage" in
+        normal|asan|valgrind|fuzz) "stage_$stage" ;;
+        *) fail "unknown test stage '$stage'" ;;
+    esac
 done
-
-out=$(python3 -m unittest discover -s tests -p 'test_*.py' 2>&1); rc=$?
-echo "$out" | grep -E '^(FAIL|ERROR):|^Ran |^OK|^FAILED' | sed 's/^/python: /'
-[ $rc -eq 0 ] || echo "$out" | tail -n 60
-ran=$(echo "$out" | sed -n 's/^Ran \([0-9]*\) test.*/\1/p')
-bad=$(echo "$out" | sed -n 's/^FAILED (\(.*\))/\1/p' | tr ',' '\n' | sed -n 's/.*=\([0-9]*\)/\1/p' | awk '{s+=$1} END {print s+0}')
-if [ -z "$ran" ]; then fail "python tests did not run"; else
-    skipped=$(echo "$out" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p' | head -n 1)
-    passed=$((passed + ran - bad - ${skipped:-0})); failed=$((failed + bad))
-    [ $rc -eq 0 ] || [ "$bad" -gt 0 ] || fail "python tests exited $rc"
-fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

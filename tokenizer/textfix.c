@@ -199,6 +199,7 @@ static int fix_segment(textfix_scratch *s, int unescape, cpbuf *out) {
         }
         if (!changed) break;
     }
+    if (cur->len == 0) return 0; /* all removed (e.g. only control characters); out->cp may be NULL */
     if ((rc = cpbuf_reserve(out, out->len + cur->len))) return rc;
     memcpy(out->cp + out->len, cur->cp, cur->len * sizeof *cur->cp);
     out->len += cur->len;

@@ -241,6 +241,7 @@ static uint32_t lower_sigma(const uint32_t *in, size_t n, size_t i) {
 }
 
 int uni_lower(const uint32_t *in, size_t n, cpbuf *out) {
+    if (n == 0) return 0; /* out->cp may still be NULL, and NULL + 0 is undefined */
     int rc = cpbuf_reserve(out, out->len + n * UNI_MAX_LOWER);
     if (rc) return rc;
     uint32_t *o = out->cp + out->len;

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -620,7 +621,10 @@ def convert(args):
         out_dir = os.path.dirname(out_path)
         if not os.path.isdir(out_dir):
             raise ConvertError("%s: the output directory %s does not exist" % (args.output, out_dir))
-        fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".", suffix=".tmp")
+        # A hidden temp file beside the output, renamed over it when complete: an interrupted
+        # or failed run leaves a previous OUT.clip intact (and, killed by SIGKILL, at most
+        # this .OUT.clip.tmp.XXXXXXXX behind; every other signal removes it below).
+        fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".tmp.")
         try:
             with os.fdopen(fd, "wb") as f:
                 size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs)
@@ -639,7 +643,23 @@ def convert(args):
         ckpt.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, turned into an exception so that the temp file is removed on the
+    way out (convert()'s except clause), exactly as for Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv=None):
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _terminate)
     parser = argparse.ArgumentParser(prog="convert.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint file (.pt/.bin/.safetensors) or Hugging Face directory")
@@ -661,9 +681,11 @@ def main(argv=None):
         where = e.filename if e.filename else args.output
         print("convert.py: error: %s: %s" % (where, e.strerror or e), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("convert.py: error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print("convert.py: error: interrupted (%s); %s was not written"
+              % (signal.Signals(signum).name, args.output), file=sys.stderr)
+        return 128 + signum
     return 0
 
 
