@@ -113,11 +113,12 @@ $(BUILD)/.deps-fuzz:
 	@sh tools/deps.sh fuzz
 	@mkdir -p $(BUILD) && touch $@
 fuzz-build: $(BUILD)/.deps-fuzz
-	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
-	    SANITIZE=fuzzer-no-link,address,undefined lib
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+	    OPT="-O1 -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION" SANITIZE=fuzzer-no-link,address,undefined lib
 	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libclip.a
-	$(FUZZ_CC) -O1 -g -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	$(FUZZ_CC) -O1 -g -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+	    -fsanitize=fuzzer,address,undefined \
 	    -fno-omit-frame-pointer -fno-sanitize-recover=all -o $@ $< $(FUZZ_BUILD)/libclip.a $(LDLIBS)
 fuzz: $(BUILD)/.deps-test fuzz-build
 	@$(RUN_TESTS) fuzz

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/kernels.h"
 #include "error.h"
 
 #define HEADER_SIZE 80
@@ -355,7 +356,7 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
     if (wf->n_tensors == 0 || wf->n_tensors > MAX_TENSORS)
         return clip_fail(CLIP_ERR_FORMAT, "%s: %u tensors (expected 1 to %d)", c->path,
                          wf->n_tensors, MAX_TENSORS);
-    if ((uint64_t)wf->n_tensors * 28 > c->left) return cursor_fail(c, "tensor entries");
+    if ((uint64_t)wf->n_tensors * 32 > c->left) return cursor_fail(c, "tensor entries");
     wf->tensors = calloc(wf->n_tensors, sizeof(wf_tensor));
     if (!wf->tensors) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", c->path);
     for (uint32_t i = 0; i < wf->n_tensors; i++) {
@@ -388,6 +389,7 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         }
         uint64_t offset = read_u64(c, "tensor offset");
         t->size = read_u64(c, "tensor size");
+        t->checksum = read_u32(c, "tensor checksum");
         if (c->failed) return CLIP_ERR_FORMAT;
         if (t->size != n_elems * 4)
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape (%llu bytes)",
@@ -478,6 +480,15 @@ int weightfile_open(const char *path, weightfile *wf) {
         rc = clip_fail(CLIP_ERR_FORMAT, "%s: data section is not %d-byte aligned", path, WF_ALIGN);
         goto fail;
     }
+    /* Everything between the header's checksum field and the data is covered by it, so a
+     * damaged file is refused here, before any of it is interpreted. */
+    uint32_t stored = h[12] | h[13] << 8 | h[14] << 16 | (uint32_t)h[15] << 24;
+    uint32_t actual = adler32(1, h + 16, (size_t)data_off - 16);
+    if (stored != actual && !WF_SKIP_CHECKSUMS) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: header checksum mismatch (stored %08x, computed %08x): the file is damaged or was not written completely",
+                       path, stored, actual);
+        goto fail;
+    }
     if ((rc = parse_config(&config_c, &wf->config)) || (rc = check_work(wf)) ||
         (rc = parse_tokenizer(&tok_c, &wf->config, &wf->tokenizer)) ||
         (rc = parse_directory(&dir_c, wf, data_off, data_c.left)))
@@ -500,6 +511,13 @@ void weightfile_close(weightfile *wf) {
     memcpy(path, wf->path, sizeof path);
     memset(wf, 0, sizeof *wf);
     memcpy(wf->path, path, sizeof path);
+}
+
+int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t) {
+    uint32_t actual = adler32(1, t->data, (size_t)t->size);
+    if (actual == t->checksum || WF_SKIP_CHECKSUMS) return CLIP_OK;
+    return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                     wf->path, t->name, t->checksum, actual);
 }
 
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name) {

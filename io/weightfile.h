@@ -19,6 +19,13 @@
 
 enum { WF_F32 = 0 };
 
+/* Fuzzing builds skip checksums, so that mutated files reach the structural checks. */
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define WF_SKIP_CHECKSUMS 1
+#else
+#define WF_SKIP_CHECKSUMS 0
+#endif
+
 typedef struct {
     char name[128];
     uint32_t dtype;
@@ -26,6 +33,7 @@ typedef struct {
     uint64_t dims[WF_MAX_DIMS];
     const void *data;       /* inside the mapping, WF_ALIGN-aligned */
     uint64_t size;          /* bytes */
+    uint32_t checksum;      /* Adler-32 of the data */
 } wf_tensor;
 
 typedef struct {
@@ -47,6 +55,8 @@ typedef struct {
 
 int weightfile_open(const char *path, weightfile *wf);
 void weightfile_close(weightfile *wf);
+/* Check one tensor's data against its stored checksum (reads all of it). */
+int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t);
 /* NULL when absent. */
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name);
 

@@ -9,6 +9,7 @@
 #define CLIP_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* ---- CPU dispatch ---------------------------------------------------------------- */
 typedef enum { CPU_SCALAR = 0, CPU_AVX2 = 1, CPU_AVX512 = 2 } cpu_level;
@@ -59,7 +60,14 @@ void linear(float *y, const float *x, const float *w, const float *b,
             int n_rows, int d_in, int d_out);
 void blas_set_threads(int n_threads);
 
+/* ---- Checksum: Adler-32 (zlib's definition; Python's zlib.adler32) ------------------
+ * Continues from `adler` (1 for a fresh sum) over n bytes. Detects every single-bit and
+ * burst error of a tensor; used to verify weight files, not as a defence against forgery. */
+uint32_t adler32(uint32_t adler, const void *data, size_t n);
+
 /* ---- The implementations behind the dispatch, for tests --------------------------- */
+uint32_t adler32_scalar(uint32_t, const void *, size_t);
+uint32_t adler32_avx2(uint32_t, const void *, size_t);
 void layernorm_scalar(float *, const float *, const float *, const float *, int, int, float);
 void layernorm_avx2(float *, const float *, const float *, const float *, int, int, float);
 void layernorm_avx512(float *, const float *, const float *, const float *, int, int, float);

@@ -31,6 +31,7 @@ int clip_model_load(const char *path, clip_model **out) {
                              wt->sot_id, wt->eot_id};
     if ((rc = model_bind(m)) == CLIP_OK && (rc = tokenizer_new(&vocab, &m->tokenizer)) != CLIP_OK)
         clip_error_prefix(path);
+    if (rc == CLIP_OK) rc = model_verify_start(m);
     if (rc) {
         clip_model_free(m);
         return rc;
@@ -41,6 +42,7 @@ int clip_model_load(const char *path, clip_model **out) {
 
 void clip_model_free(clip_model *m) {
     if (!m) return;
+    model_verify_free(m);
     free(m->vision.tower.blocks);
     free(m->text.tower.blocks);
     tokenizer_free(m->tokenizer);
@@ -192,6 +194,20 @@ static void set_blas_threads(const clip_context *ctx) {
     blas_set_threads(ctx->backend == GEMM_OPENBLAS ? ctx->n_threads : 1);
 }
 
+/* Results leave only from a model whose checksums passed, and never as NaN or infinity
+ * (which finite inputs through valid weights cannot produce). */
+static int check_results(const clip_model *m, const float *embeds, size_t n) {
+    int rc = model_verify_wait(m);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(embeds[i]))
+            return clip_fail(CLIP_ERR_FORMAT, "%s: the model produced NaN or infinity (damaged weights or out-of-range input)",
+                             m->file.path);
+    return CLIP_OK;
+}
+
+int clip_model_verify(const clip_model *m) { return model_verify_wait(m); }
+
 int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *embeds) {
     const clip_config *c = &ctx->model->config;
     if (n < 0) return clip_fail(CLIP_ERR_ARG, "clip_encode_images: negative image count");
@@ -201,7 +217,7 @@ int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *emb
         int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
         vision_forward(ctx, pixels + i * image_len, count, embeds + (size_t)i * c->embed_dim);
     }
-    return CLIP_OK;
+    return check_results(ctx->model, embeds, (size_t)n * c->embed_dim);
 }
 
 int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embeds) {
@@ -216,7 +232,7 @@ int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embed
         int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
         text_forward(ctx, ids + (size_t)i * c->text_context, count, embeds + (size_t)i * c->embed_dim);
     }
-    return CLIP_OK;
+    return check_results(ctx->model, embeds, (size_t)n * c->embed_dim);
 }
 
 /* ---- Embedding helpers --------------------------------------------------------------------- */

@@ -76,6 +76,10 @@ const char *clip_last_error(void);
 int clip_model_load(const char *path, clip_model **out);
 void clip_model_free(clip_model *model);
 const clip_config *clip_model_config(const clip_model *model);
+/* Every tensor's checksum is checked on a background thread started by clip_model_load;
+ * this waits for the verdict (CLIP_OK or CLIP_ERR_FORMAT naming the damaged tensor). The
+ * encoders wait for it too before returning their first result. */
+int clip_model_verify(const clip_model *model);
 
 /* Tokenize `len` bytes of text (any bytes; invalid UTF-8 is replaced as Python does) into
  * exactly text_context ids: start token, BPE tokens, end token, zero padding. A text too

@@ -49,13 +49,22 @@ typedef struct {
     const float *proj;               /* [embed_dim, d_model] */
 } clip_text;
 
+typedef struct model_verifier model_verifier;
+
 struct clip_model {
     weightfile file;
     clip_config config;
     clip_vision vision;
     clip_text text;
     clip_tokenizer *tokenizer;
+    model_verifier *verifier;        /* the background checksum check (model/verify.c) */
 };
+
+/* Tensor checksums (model/verify.c): start the check on a thread at load; wait for its
+ * verdict before handing out results; join it before the mapping goes away. */
+int model_verify_start(clip_model *model);
+int model_verify_wait(const clip_model *model);
+void model_verify_free(clip_model *model);
 
 /* Where a forward pass spends its time (clip_context_stage_ms). */
 enum {

@@ -61,8 +61,8 @@ class ClipFile:
             pos += 8
             dims = list(struct.unpack_from("<%dQ" % n_dims, self.raw, pos))
             pos += 8 * n_dims
-            offset, size = struct.unpack_from("<QQ", self.raw, pos)
-            pos += 16
+            offset, size, checksum = struct.unpack_from("<QQI", self.raw, pos)
+            pos += 20
             assert dtype == 0
             tensors[name] = (dims, offset, size)
         return tensors

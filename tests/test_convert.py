@@ -25,6 +25,7 @@ import sys
 import tempfile
 import unittest
 import zipfile
+import zlib
 from array import array
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,9 +71,10 @@ def read_clip(path):
     with open(path, "rb") as f:
         data = f.read()
     assert data[:8] == bytes([0x43, 0x4C, 0x49, 0x50, 0x43, 0, 0, 1]), "bad magic"
-    version, reserved = struct.unpack_from("<II", data, 8)
-    assert (version, reserved) == (1, 0)
+    version, header_checksum = struct.unpack_from("<II", data, 8)
+    assert version == 1
     fields = struct.unpack_from("<8Q", data, 16)
+    assert header_checksum == zlib.adler32(data[16:fields[6]]), "header checksum"
     sections = [(fields[i], fields[i + 1]) for i in range(0, 8, 2)]  # config, tokenizer, dir, data
     end = 80
     for offset, size in sections:  # in order, inside the file, not overlapping
@@ -111,7 +113,8 @@ def read_clip(path):
         name, dtype, n_dims = c.str(), c.u32(), c.u32()
         assert dtype == 0 and 1 <= n_dims <= 4, (name, dtype, n_dims)
         dims = [c.u64() for _ in range(n_dims)]
-        offset, size = c.u64(), c.u64()
+        offset, size, checksum = c.u64(), c.u64(), c.u32()
+        assert checksum == zlib.adler32(data[offset:offset + size]), "checksum of " + name
         numel = 1
         for d in dims:
             numel *= d

@@ -365,6 +365,11 @@ static int cmd_info(args *a) {
     printf("normalize:    mean (%.8g, %.8g, %.8g), std (%.8g, %.8g, %.8g)\n", c->image_mean[0],
            c->image_mean[1], c->image_mean[2], c->image_std[0], c->image_std[1], c->image_std[2]);
     printf("tokens:       start %d, end %d\n", c->sot_id, c->eot_id);
+    if (clip_model_verify(s.model) != CLIP_OK) {
+        close_session(&s);
+        return api_fail();
+    }
+    printf("checksums:    every tensor verified\n");
     printf("kernels:      %s (CPU supports %s)\n", cpu_level_name(kernels_level()),
            cpu_level_name(cpu_detect()));
     printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),

@@ -3,10 +3,13 @@
     header (80 bytes) | config | tokenizer | tensor directory | padding | tensor data
 All integers little-endian; every tensor's data starts at a multiple of 64 bytes. The
 whole layout is computed from names and shapes first, so tensors are then produced and
-written one at a time: memory holds one tensor, never the model.
+written one at a time: memory holds one tensor, never the model. Checksums (Adler-32 of
+each tensor, and of everything from byte 16 up to the data) are known only once the data
+has been written, so the directory and the header are written again at the end.
 """
 
 import struct
+import zlib
 
 from tensor_data import FormatError, f32_le_bytes, numel_of
 
@@ -64,7 +67,7 @@ def write_clip(f, config_entries, vocab, tensors):
     config_offset = HEADER_SIZE
     tokenizer_offset = config_offset + len(config)
     directory_offset = tokenizer_offset + len(tokenizer)
-    directory_size = 4 + sum(4 + len(name.encode("utf-8")) + 8 + 8 * len(shape) + 16
+    directory_size = 4 + sum(4 + len(name.encode("utf-8")) + 8 + 8 * len(shape) + 20
                              for name, shape, _ in tensors)
     data_offset = _align(directory_offset + directory_size)
 
@@ -77,26 +80,44 @@ def write_clip(f, config_entries, vocab, tensors):
         cursor += size
     data_size = cursor - data_offset
 
-    directory = [struct.pack("<I", len(tensors))]
-    for (name, shape, _), (offset, size) in zip(tensors, placements):
+    for name, shape, _ in tensors:
         if not 1 <= len(shape) <= 4:
             raise FormatError("tensor %s has %d dimensions (the format allows 1 to 4)" % (name, len(shape)))
-        directory.append(_str(name) + struct.pack("<II", DTYPE_F32, len(shape))
-                         + struct.pack("<%dQ" % len(shape), *shape) + struct.pack("<QQ", offset, size))
-    directory = b"".join(directory)
-    assert len(directory) == directory_size
 
-    header = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack(
-        "<8Q", config_offset, len(config), tokenizer_offset, len(tokenizer),
-        directory_offset, directory_size, data_offset, data_size)
-    assert len(header) == HEADER_SIZE
-    f.write(header + config + tokenizer + directory)
-    position = directory_offset + directory_size
+    def directory(checksums):
+        entries = [struct.pack("<I", len(tensors))]
+        for (name, shape, _), (offset, size), checksum in zip(tensors, placements, checksums):
+            entries.append(_str(name) + struct.pack("<II", DTYPE_F32, len(shape))
+                           + struct.pack("<%dQ" % len(shape), *shape)
+                           + struct.pack("<QQI", offset, size, checksum))
+        entries = b"".join(entries)
+        assert len(entries) == directory_size
+        return entries
+
+    def header(checksum):
+        h = MAGIC + struct.pack("<II", VERSION, checksum) + struct.pack(
+            "<8Q", config_offset, len(config), tokenizer_offset, len(tokenizer),
+            directory_offset, directory_size, data_offset, data_size)
+        assert len(h) == HEADER_SIZE
+        return h
+
+    # First pass: the layout with zero checksums, then the data, one tensor at a time.
+    padding = b"\0" * (data_offset - directory_offset - directory_size)
+    f.write(header(0) + config + tokenizer + directory([0] * len(tensors)) + padding)
+    position = data_offset
+    checksums = []
     for (name, shape, produce), (offset, size) in zip(tensors, placements):
         values = produce()
         if len(values) * 4 != size:
             raise FormatError("tensor %s: produced %d values for shape %s" % (name, len(values), list(shape)))
         f.write(b"\0" * (offset - position))
-        f.write(f32_le_bytes(values))
+        data = f32_le_bytes(values)
+        checksums.append(zlib.adler32(data))
+        f.write(data)
         position = offset + size
+    # Second pass: the directory with the checksums, and the header's checksum over it all.
+    covered = header(0)[16:] + config + tokenizer + directory(checksums) + padding
+    f.seek(0)
+    f.write(header(zlib.adler32(covered)) + covered[HEADER_SIZE - 16:])
+    f.seek(position)
     return position
