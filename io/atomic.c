@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -66,6 +67,10 @@ int atomic_open(atomic_file *af, const char *path) {
     sigprocmask(SIG_SETMASK, &saved, NULL);
     if (fd < 0)
         return clip_fail(CLIP_ERR_IO, "%s: cannot create output file: %s", path, strerror(err));
+    /* mkstemp makes the file private (0600); give it the permissions a plain fopen would. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     af->file = fdopen(fd, "wb");
     if (!af->file) {
         close(fd);

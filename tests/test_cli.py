@@ -130,6 +130,13 @@ class Cli(unittest.TestCase):
         leftovers = [n for n in os.listdir(self.tmp.name) if ".tmp." in n]
         self.assertEqual(leftovers, [])
 
+    def test_output_permissions_like_any_new_file(self):
+        out = self.path("mode.npy")
+        run("embed-text", self.model, "a cat", "-o", out)
+        mask = os.umask(0)
+        os.umask(mask)
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o666 & ~mask)
+
     def test_classify_json(self):
         labels = ["cat", "dog", "rocket"]
         args = ["classify", self.model, self.image, shared("images", "ihc.gif"), "--json", "--top", "2"]
