@@ -231,18 +231,26 @@ def concatenated(*ts):
 
 # --- OpenAI / OpenCLIP naming ------------------------------------------------------------
 
-def map_openai(p):
-    """Source tensors in OpenAI layout -> (shape facts, [(our name, shape, produce)])."""
-    conv = p.get("visual.conv1.weight", ndim=4)
+def patch_geometry(p, conv_name, pos_name):
+    """The patch embedding [W, 3, P, P] and the position embedding [grid^2 + 1, W] give the
+    vision width, the patch size and the grid (both layouts store them the same way)."""
+    conv = p.get(conv_name, ndim=4)
     vision_width, channels, patch, patch_w = conv.shape
     if channels != 3 or patch != patch_w:
-        raise ConvertError("%s: visual.conv1.weight has shape %s, expected [W, 3, P, P]"
-                           % (p.ckpt.weights, list(conv.shape)))
-    vpos = p.get("visual.positional_embedding", (None, vision_width))
+        raise ConvertError("%s: %s has shape %s, expected [W, 3, P, P]"
+                           % (p.ckpt.weights, conv_name, list(conv.shape)))
+    vpos = p.get(pos_name, (None, vision_width))
     grid = math.isqrt(vpos.shape[0] - 1) if vpos.shape[0] > 1 else 0
     if grid < 1 or grid * grid != vpos.shape[0] - 1:
-        raise ConvertError("%s: visual.positional_embedding has %d rows; expected a square grid + 1"
-                           % (p.ckpt.weights, vpos.shape[0]))
+        raise ConvertError("%s: %s has %d rows; expected a square grid + 1"
+                           % (p.ckpt.weights, pos_name, vpos.shape[0]))
+    return conv, vpos, vision_width, patch, grid
+
+
+def map_openai(p):
+    """Source tensors in OpenAI layout -> (shape facts, [(our name, shape, produce)])."""
+    conv, vpos, vision_width, patch, grid = patch_geometry(
+        p, "visual.conv1.weight", "visual.positional_embedding")
     vproj = p.get("visual.proj", (vision_width, None))
     embed_dim = vproj.shape[1]
     tok = p.get("token_embedding.weight", ndim=2)
@@ -362,16 +370,10 @@ HF_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden
 
 
 def map_hf(p):
-    conv = p.get("vision_model.embeddings.patch_embedding.weight", ndim=4)
-    vision_width, channels, patch, patch_w = conv.shape
-    if channels != 3 or patch != patch_w:
-        raise ConvertError("%s: vision_model.embeddings.patch_embedding.weight has shape %s, expected [W, 3, P, P]"
-                           % (p.ckpt.weights, list(conv.shape)))
-    vpos = p.get("vision_model.embeddings.position_embedding.weight", (None, vision_width))
-    grid = math.isqrt(vpos.shape[0] - 1) if vpos.shape[0] > 1 else 0
-    if grid < 1 or grid * grid != vpos.shape[0] - 1:
-        raise ConvertError("%s: the vision position embedding has %d rows; expected a square grid + 1"
-                           % (p.ckpt.weights, vpos.shape[0]))
+    """Source tensors in Hugging Face layout -> (shape facts, [(our name, shape, produce)])."""
+    conv, vpos, vision_width, patch, grid = patch_geometry(
+        p, "vision_model.embeddings.patch_embedding.weight",
+        "vision_model.embeddings.position_embedding.weight")
     vproj = p.get("visual_projection.weight", (None, vision_width))
     embed_dim = vproj.shape[0]
     tok = p.get("text_model.embeddings.token_embedding.weight", ndim=2)
