@@ -311,6 +311,18 @@ START_TEST(test_truncated_and_corrupted) {
 }
 END_TEST
 
+/* Inputs that once made the fuzzer (or a sanitizer) complain, kept as regressions: each
+ * must decode or be refused, nothing else. */
+START_TEST(test_regressions) {
+    static const char *files[] = {"tests/data/regressions/stb-jpeg-shift.jpg"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        uint8_t rgb[33 * 33 * 3];
+        int rc = image_load_crop(files[i], 33, rgb);
+        ck_assert_msg(rc == CLIP_OK || rc == CLIP_ERR_IMAGE, "%s: code %d", files[i], rc);
+    }
+}
+END_TEST
+
 Suite *suite(void) {
     Suite *s = suite_create("image");
     TCase *golden = tcase_create("golden");
@@ -324,6 +336,7 @@ Suite *suite(void) {
     tcase_set_timeout(bad, 60);
     tcase_add_checked_fixture(bad, setup_tmp, teardown_tmp);
     tcase_add_test(bad, test_missing_file);
+    tcase_add_test(bad, test_regressions);
     tcase_add_test(bad, test_empty_file);
     tcase_add_test(bad, test_not_an_image);
     tcase_add_test(bad, test_truncated_png);
