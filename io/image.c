@@ -365,8 +365,10 @@ static uint8_t pnm_rescale(unsigned v, int maxval) {
 }
 
 /* stb_image 2.27 (the libstb-dev this builds against) does not check that the 16 code
- * counts of a JPEG Huffman table (DHT) sum to at most 256, and then writes past its tables.
- * Refuse such files before stb sees them. Every FF C4 marker in the file is checked, read
+ * counts of a JPEG Huffman table (DHT) sum to at most 256, and then writes past its tables;
+ * nor that the counts form a valid prefix code (no more codes of length k than the 2^k
+ * left by the shorter ones), and then reads past its tables while decoding. libjpeg
+ * refuses both ("bogus Huffman table definition"); so do we, before stb sees them. Every FF C4 marker in the file is checked, read
  * the way stb reads a DHT segment: being stricter than stb's own parse position can only
  * reject a file that carries an impossible table somewhere, never let one through. */
 static int jpeg_huffman_tables_safe(const uint8_t *d, size_t n) {
@@ -381,7 +383,14 @@ static int jpeg_huffman_tables_safe(const uint8_t *d, size_t n) {
             at++;
             if ((table_class_id >> 4) > 1 || (table_class_id & 15) > 3) break; /* stb stops */
             unsigned n_codes = 0;
-            for (int k = 0; k < 16; k++, at++) n_codes += at < n ? d[at] : 0;
+            unsigned long next_code = 0; /* canonical code after those of length k */
+            for (int k = 1; k <= 16; k++, at++) {
+                unsigned count = at < n ? d[at] : 0;
+                n_codes += count;
+                next_code += count;
+                if (next_code > (1ul << k)) return 0;
+                next_code <<= 1;
+            }
             if (n_codes > 256) return 0;
             at += n_codes;
             remaining -= 17 + (long)n_codes;
