@@ -438,6 +438,10 @@ static int map_file(const char *path, weightfile *wf) {
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return clip_fail(CLIP_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    /* Advice only: a file read from disk through this mapping goes into the page cache in
+     * 2 MB folios, which this and later mappings map with one entry per 2 MB; the first
+     * forward pass then takes ~150 page faults for a ViT-B's weights instead of ~5000. */
+    madvise(map, (size_t)st.st_size, MADV_HUGEPAGE);
     wf->map = map;
     wf->map_size = (size_t)st.st_size;
     return CLIP_OK;

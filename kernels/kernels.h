@@ -59,6 +59,11 @@ void attention(float *out, const float *qkv, int n_tokens, int n_queries, int d_
 void linear(float *y, const float *x, const float *w, const float *b,
             int n_rows, int d_in, int d_out);
 void blas_set_threads(int n_threads);
+/* OpenBLAS is loaded (dlopen) on first use: 0 once it is, else a negative CLIP_ERR_*
+ * with the reason (clip_fail). Products asked of a missing OpenBLAS run in plain loops. */
+int blas_load(void);
+/* y = x W^T + beta y: x [m, k], W [n, k], y [m, n], through OpenBLAS's sgemm. */
+void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k, float beta);
 
 /* ---- Checksum: Adler-32 (zlib's definition; Python's zlib.adler32) ------------------
  * Continues from `adler` (1 for a fresh sum) over n bytes. Detects every single-bit and

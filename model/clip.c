@@ -106,6 +106,7 @@ int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_con
     if (want && *want) {
         int b = gemm_backend_parse(want);
         if (b < 0) return clip_fail(CLIP_ERR_ARG, "CLIP_GEMM=%s: expected native or openblas", want);
+        if (b == GEMM_OPENBLAS && blas_load() != 0) return CLIP_ERR_ARG;
         backend = (gemm_backend)b;
     }
 
@@ -161,6 +162,7 @@ int clip_context_set_gemm(clip_context *ctx, const char *name) {
     int b = gemm_backend_parse(name);
     if (b < 0) return clip_fail(CLIP_ERR_ARG, "unknown matmul backend '%s' (native or openblas)",
                                 name ? name : "(null)");
+    if (b == GEMM_OPENBLAS && blas_load() != 0) return CLIP_ERR_ARG;   /* loaded on first use */
     ctx->backend = (gemm_backend)b;
     return CLIP_OK;
 }
