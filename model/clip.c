@@ -31,7 +31,7 @@ int clip_model_load(const char *path, clip_model **out) {
                              wt->sot_id, wt->eot_id};
     if ((rc = model_bind(m)) == CLIP_OK && (rc = tokenizer_new(&vocab, &m->tokenizer)) != CLIP_OK)
         clip_error_prefix(path);
-    if (rc == CLIP_OK) rc = model_verify_start(m);
+    if (rc == CLIP_OK) rc = model_verify_init(m);
     if (rc) {
         clip_model_free(m);
         return rc;
@@ -198,8 +198,8 @@ static void set_blas_threads(const clip_context *ctx) {
 
 /* Results leave only from a model whose checksums passed, and never as NaN or infinity
  * (which finite inputs through valid weights cannot produce). */
-static int check_results(const clip_model *m, const float *embeds, size_t n) {
-    int rc = model_verify_wait(m);
+static int check_results(const clip_model *m, int tower, const float *embeds, size_t n) {
+    int rc = model_verify_wait(m, tower);
     if (rc) return rc;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(embeds[i]))
@@ -208,18 +208,24 @@ static int check_results(const clip_model *m, const float *embeds, size_t n) {
     return CLIP_OK;
 }
 
-int clip_model_verify(const clip_model *m) { return model_verify_wait(m); }
+int clip_model_verify(const clip_model *m) {
+    model_verify_start(m, MODEL_VISION);
+    model_verify_start(m, MODEL_TEXT);
+    int rc = model_verify_wait(m, MODEL_VISION);
+    return rc ? rc : model_verify_wait(m, MODEL_TEXT);
+}
 
 int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *embeds) {
     const clip_config *c = &ctx->model->config;
     if (n < 0) return clip_fail(CLIP_ERR_ARG, "clip_encode_images: negative image count");
     set_blas_threads(ctx);
+    model_verify_start(ctx->model, MODEL_VISION); /* runs alongside the forward pass */
     size_t image_len = (size_t)3 * c->image_size * c->image_size;
     for (int i = 0; i < n; i += ctx->max_batch) {
         int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
         vision_forward(ctx, pixels + i * image_len, count, embeds + (size_t)i * c->embed_dim);
     }
-    return check_results(ctx->model, embeds, (size_t)n * c->embed_dim);
+    return check_results(ctx->model, MODEL_VISION, embeds, (size_t)n * c->embed_dim);
 }
 
 int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embeds) {
@@ -230,11 +236,12 @@ int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embed
             return clip_fail(CLIP_ERR_ARG, "token id %d at position %zu is outside the vocabulary (0..%d)",
                              ids[i], i % c->text_context, c->text_vocab - 1);
     set_blas_threads(ctx);
+    model_verify_start(ctx->model, MODEL_TEXT);
     for (int i = 0; i < n; i += ctx->max_batch) {
         int count = n - i < ctx->max_batch ? n - i : ctx->max_batch;
         text_forward(ctx, ids + (size_t)i * c->text_context, count, embeds + (size_t)i * c->embed_dim);
     }
-    return check_results(ctx->model, embeds, (size_t)n * c->embed_dim);
+    return check_results(ctx->model, MODEL_TEXT, embeds, (size_t)n * c->embed_dim);
 }
 
 /* ---- Embedding helpers --------------------------------------------------------------------- */

@@ -76,9 +76,9 @@ const char *clip_last_error(void);
 int clip_model_load(const char *path, clip_model **out);
 void clip_model_free(clip_model *model);
 const clip_config *clip_model_config(const clip_model *model);
-/* Every tensor's checksum is checked on a background thread started by clip_model_load;
- * this waits for the verdict (CLIP_OK or CLIP_ERR_FORMAT naming the damaged tensor). The
- * encoders wait for it too before returning their first result. */
+/* Check every tensor's checksum (CLIP_OK, or CLIP_ERR_FORMAT naming the damaged tensor).
+ * The encoders do this by themselves for the tower they use: the check runs on a thread
+ * alongside the first forward pass, and no result is returned before it has passed. */
 int clip_model_verify(const clip_model *model);
 
 /* Tokenize `len` bytes of text (any bytes; invalid UTF-8 is replaced as Python does) into

@@ -60,10 +60,12 @@ struct clip_model {
     model_verifier *verifier;        /* the background checksum check (model/verify.c) */
 };
 
-/* Tensor checksums (model/verify.c): start the check on a thread at load; wait for its
- * verdict before handing out results; join it before the mapping goes away. */
-int model_verify_start(clip_model *model);
-int model_verify_wait(const clip_model *model);
+/* Tensor checksums (model/verify.c), per tower: the check starts on a thread when the
+ * tower is first used; results wait for its verdict; freeing the model stops it. */
+enum { MODEL_VISION = 0, MODEL_TEXT = 1 };
+int model_verify_init(clip_model *model);
+void model_verify_start(const clip_model *model, int tower);
+int model_verify_wait(const clip_model *model, int tower);
 void model_verify_free(clip_model *model);
 
 /* Where a forward pass spends its time (clip_context_stage_ms). */
