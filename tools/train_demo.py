@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+"""train_demo.py - train the small demo CLIP bundled as weights/demo.clip.
+
+    python3 tools/train_demo.py                       # full run: build-demo/demo.pt
+    python3 tools/train_demo.py --steps 30 --images 2000 --out build-demo/quick   # smoke test
+    python3 tools/train_demo.py --samples tests/data/demo --no-train          # sample images
+
+A genuine CLIP (OpenAI's architecture: ViT image tower, causal text transformer, QuickGELU,
+pre-LN, EOT pooling, projections, learned logit scale), trained contrastively from scratch
+on the procedural world of tools/demo_world.py (coloured shapes, several caption templates).
+Steps, all from one seed:
+  1. a caption corpus -> tools/train_bpe.py -> merges.txt (CLIP-format)
+  2. two pools of rendered scenes, each passed through the reference CLIP transform
+     (64x64): "easy" ones (large, centred, plain background) and the full variety
+  3. AdamW with warm-up and cosine decay on the symmetric contrastive loss; a caption counts
+     as a positive for every image in the batch it is true of. What makes shape learnable
+     early (a first recipe learned colour at once and sat on a shape-blind plateau):
+       - a curriculum: the first quarter of the steps on easy scenes only;
+       - hard batches: a few colours x all four shapes, or a few shapes x all colours, so
+         colour alone cannot solve a batch;
+       - attribute-isolating captions: "a star", "something red" are positives for every
+         star / red image of the batch, a shape signal independent of colour.
+  4. demo.pt (torch.save(state_dict), OpenAI key names) + open_clip_config.json + merges.txt
+     in --out; then `python3 tools/convert.py demo.pt --config open_clip_config.json
+     --vocab merges.txt -o weights/demo.clip` makes the runtime's file.
+Zero-shot accuracy over the 32 colour x shape classes ("a photo of a {} {}.") is reported on
+fresh scenes (with the held-out combinations, which training never sees) and on "ordinary
+drawings" (PIL ImageDraw). Needs PyTorch (CPU), numpy and PIL.
+"""
+import argparse
+import collections
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import demo_world as world  # noqa: E402
+import train_bpe  # noqa: E402
+
+CONFIG = {
+    "embed_dim": 128,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": None, "width": 128, "heads": 4, "layers": 3},
+}
+N_MERGES = 400
+
+
+# ---------------------------------------------------------------------------------------
+# The model: OpenAI CLIP (clip/model.py) with the same parameter names, written compactly.
+
+class QuickGELU(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class ResidualAttentionBlock(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(collections.OrderedDict([
+            ("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()),
+            ("c_proj", nn.Linear(width * 4, width))]))
+        self.ln_2 = nn.LayerNorm(width)
+
+    def forward(self, x, mask=None):                     # x [batch, n_tokens, width]
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width, layers, heads):
+        super().__init__()
+        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+
+    def forward(self, x, mask=None):
+        for block in self.resblocks:
+            x = block(x, mask)
+        return x
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, image_size, patch_size, width, layers, heads, embed_dim):
+        super().__init__()
+        scale = width ** -0.5
+        self.conv1 = nn.Conv2d(3, width, patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(
+            scale * torch.randn((image_size // patch_size) ** 2 + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+
+    def forward(self, pixels):                            # pixels [batch, 3, S, S]
+        x = self.conv1(pixels).flatten(2).transpose(1, 2)  # [batch, n_patches, width]
+        cls = self.class_embedding.expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], 1) + self.positional_embedding
+        x = self.transformer(self.ln_pre(x))
+        return self.ln_post(x[:, 0]) @ self.proj          # [batch, embed_dim]
+
+
+class CLIP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        v, t = cfg["vision_cfg"], cfg["text_cfg"]
+        self.visual = VisionTransformer(v["image_size"], v["patch_size"], v["width"], v["layers"],
+                                        v["width"] // v["head_width"], cfg["embed_dim"])
+        self.context_length = t["context_length"]
+        self.transformer = Transformer(t["width"], t["layers"], t["heads"])
+        self.token_embedding = nn.Embedding(t["vocab_size"], t["width"])
+        self.positional_embedding = nn.Parameter(torch.empty(t["context_length"], t["width"]))
+        self.ln_final = nn.LayerNorm(t["width"])
+        self.text_projection = nn.Parameter(torch.empty(t["width"], cfg["embed_dim"]))
+        self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        self.init_weights(t["width"], t["layers"])
+
+    def init_weights(self, width, layers):
+        """OpenAI's initialisation."""
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        nn.init.normal_(self.text_projection, std=width ** -0.5)
+        for tower, w, n in ((self.transformer, width, layers),
+                            (self.visual.transformer, self.visual.conv1.out_channels,
+                             len(self.visual.transformer.resblocks))):
+            proj_std, attn_std, fc_std = (w ** -0.5) * ((2 * n) ** -0.5), w ** -0.5, (2 * w) ** -0.5
+            for block in tower.resblocks:
+                nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
+                nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+                nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+                nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+
+    def encode_image(self, pixels):
+        return self.visual(pixels)
+
+    def encode_text(self, ids):                           # ids [batch, n <= context_length]
+        # A causal mask makes the output at the EOT position independent of anything after
+        # it, so a batch may be cut to its longest text: same result, less work.
+        n = ids.shape[1]
+        x = self.token_embedding(ids) + self.positional_embedding[:n]
+        mask = torch.full((n, n), float("-inf")).triu_(1)
+        x = self.ln_final(self.transformer(x, mask))
+        eot = x[torch.arange(ids.shape[0]), ids.argmax(dim=-1)]  # EOT has the highest id
+        return eot @ self.text_projection
+
+    def openai_state_dict(self):
+        """state_dict with exactly OpenAI's keys (ours already match; logit_scale clamped)."""
+        return collections.OrderedDict((k, v.detach().clone().contiguous())
+                                       for k, v in self.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------
+# Data.
+
+def render_chunk(job):
+    """Renders scenes [start, start + count) of a pool; the result depends only on
+    (seed, start), not on which worker runs it."""
+    seed, start, count, classes, easy = job
+    rng = np.random.default_rng([seed, start])
+    pixels = np.empty((count, 64, 64, 3), np.uint8)
+    facts = []
+    for i in range(count):
+        color, shape = classes[(start + i) % len(classes)]
+        image, f = world.render_scene(rng, color, shape, easy=easy)
+        pixels[i] = np.asarray(world.resize_crop(image, 64))
+        facts.append(f)
+    return pixels, facts
+
+
+def render_pool(seed, n_images, classes, workers=2, chunk=250, easy=False):
+    jobs = [(seed, s, min(chunk, n_images - s), classes, easy) for s in range(0, n_images, chunk)]
+    if workers > 1:
+        with multiprocessing.Pool(workers) as pool:
+            parts = pool.map(render_chunk, jobs)
+    else:
+        parts = [render_chunk(j) for j in jobs]
+    return np.concatenate([p for p, _ in parts]), [f for _, fs in parts for f in fs]
+
+
+MEAN = torch.tensor(world.CLIP_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(world.CLIP_STD).view(1, 3, 1, 1)
+
+
+def to_tensor(pixels_u8):
+    """uint8 [n, 64, 64, 3] -> normalized float [n, 3, 64, 64], as ToTensor + Normalize."""
+    x = torch.from_numpy(pixels_u8).permute(0, 3, 1, 2).float() / 255.0
+    return (x - MEAN) / STD
+
+
+FACTS = ["color", "shape", "size", "bg", "pos"]
+FACT_ID = {"color": {c: i for i, c in enumerate(world.COLORS)},
+           "shape": {s: i for i, s in enumerate(world.SHAPES)},
+           "size": {s: i for i, s in enumerate(world.SIZES)},
+           "bg": {b: i for i, b in enumerate(world.BG_NAMES)},
+           "pos": {p: i for i, p in enumerate(world.WHERE)}}
+CLASS_ID = {cs: i for i, cs in enumerate(world.CLASSES)}
+
+
+def fact_ids(facts):
+    """Image facts -> ints [5]: colour, shape, size, background name, position (-2 = none)."""
+    return [FACT_ID[k].get(facts[k], -2) for k in FACTS]
+
+
+def said_ids(said):
+    """What a caption mentions -> ints [5] in the order of fact_ids (-1 = not mentioned)."""
+    return [-1 if said[k] is None else FACT_ID[k][said[k]] for k in FACTS]
+
+
+def batch_targets(img_facts, said):
+    """img_facts [n, 5] and what each caption says [n, 5] (-1 = not said) -> [n, n]
+    indicator over (image, caption): is the caption true of the image?"""
+    ok = np.ones((len(img_facts), len(said)), bool)
+    for k in range(len(FACTS)):
+        ok &= (said[None, :, k] == -1) | (img_facts[:, None, k] == said[None, :, k])
+    return torch.from_numpy(ok.astype(np.float32))
+
+
+def tokenize(tok, texts, context_length):
+    """Texts -> ids [n_texts, n], cut to the longest text (see CLIP.encode_text)."""
+    ids = torch.tensor([tok.encode(t, context_length) for t in texts])
+    n = int((ids != 0).sum(1).max())
+    return ids[:, :n]
+
+
+def encode_captions(model, tok, texts):
+    """Text embeddings [n_texts, embed_dim], each distinct caption encoded once (a batch
+    repeats many, e.g. "a photo of a red circle.")."""
+    unique = sorted(set(texts))
+    where = {t: i for i, t in enumerate(unique)}
+    embeds = model.encode_text(tokenize(tok, unique, model.context_length))
+    return embeds[torch.tensor([where[t] for t in texts])]
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation: zero-shot over the 32 classes with the CLI's default template.
+
+@torch.no_grad()
+def zero_shot(model, tok, pixels_u8, labels, batch=256):
+    model.eval()
+    texts = ["a photo of a %s %s." % cs for cs in world.CLASSES]
+    t = F.normalize(model.encode_text(tokenize(tok, texts, model.context_length)), dim=-1)
+    preds = []
+    for s in range(0, len(pixels_u8), batch):
+        im = F.normalize(model.encode_image(to_tensor(pixels_u8[s:s + batch])), dim=-1)
+        preds.append((im @ t.T).argmax(1))
+    model.train()
+    preds = torch.cat(preds).numpy()
+    labels = np.asarray(labels)
+    held = np.array([world.CLASSES[i] in world.HELD_OUT for i in labels])
+    acc = float((preds == labels).mean())
+    acc_held = float((preds[held] == labels[held]).mean()) if held.any() else float("nan")
+    acc_seen = float((preds[~held] == labels[~held]).mean())
+    return acc, acc_seen, acc_held, preds
+
+
+def attribute_accuracy(preds, labels):
+    """(colour accuracy, shape accuracy) of predicted class ids against true ones."""
+    p, t = np.asarray(preds), np.asarray(labels)
+    n_shapes = len(world.SHAPES)
+    return float((p // n_shapes == t // n_shapes).mean()), float((p % n_shapes == t % n_shapes).mean())
+
+
+def ordinary_set(seed, n_per_class):
+    rng = np.random.default_rng(seed)
+    pixels, labels = [], []
+    for k in range(n_per_class):
+        for i, (c, s) in enumerate(world.CLASSES):
+            pixels.append(np.asarray(world.resize_crop(world.draw_ordinary(rng, c, s), 64)))
+            labels.append(i)
+    return np.stack(pixels), labels
+
+
+def eval_sets(seed, n_per_class):
+    scenes, facts = render_pool(seed + 1000, n_per_class * len(world.CLASSES), world.CLASSES)
+    labels = [CLASS_ID[(f["color"], f["shape"])] for f in facts]
+    drawings, dlabels = ordinary_set(seed + 2000, n_per_class)
+    return (scenes, labels), (drawings, dlabels)
+
+
+def report(name, model, tok, data):
+    acc, seen, held, preds = zero_shot(model, tok, *data)
+    color, shape = attribute_accuracy(preds, data[1])
+    return "%s %.3f (seen %.3f, held-out %.3f; colour %.3f, shape %.3f)" % (
+        name, acc, seen, held, color, shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Hard batches. In a random batch most captions differ from an image's own in colour, so
+# colour alone solves most of the contrastive task and the text tower learns to ignore
+# shape words (it cannot be rewarded for them while the image tower is shape-blind). So
+# batches are built to need shape: a few colours x all four shapes, or a few shapes x many
+# colours, alternating with plain random batches.
+
+class BatchSampler:
+    def __init__(self, pixels, facts, rng):
+        self.pixels, self.facts, self.rng = pixels, facts, rng
+        self.by_class = collections.defaultdict(list)
+        for i, f in enumerate(facts):
+            self.by_class[(f["color"], f["shape"])].append(i)
+        self.by_class = {k: np.array(v) for k, v in self.by_class.items()}
+
+    def batch(self, n, step):
+        rng = self.rng
+        kind = step % 3
+        if kind == 0:      # 2-3 colours x all shapes: shape is what tells images apart
+            colors = rng.choice(world.COLORS, int(rng.integers(2, 4)), replace=False)
+            classes = [(c, s) for c in colors for s in world.SHAPES]
+        elif kind == 1:    # 1-2 shapes x all colours
+            shapes = rng.choice(world.SHAPES, int(rng.integers(1, 3)), replace=False)
+            classes = [(c, s) for c in world.COLORS for s in shapes]
+        else:
+            classes = list(self.by_class)
+        classes = [cs for cs in classes if cs in self.by_class]
+        pick = rng.integers(len(classes), size=n)
+        idx = np.array([self.by_class[classes[k]][rng.integers(len(self.by_class[classes[k]]))]
+                        for k in pick])
+        return self.pixels[idx], [self.facts[i] for i in idx]
+
+
+# ---------------------------------------------------------------------------------------
+
+def cpu_seconds():
+    """CPU time of this process and its finished workers: the cost on an idle machine is
+    about this divided by the number of cores, whatever else is running."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def train(args):
+    os.makedirs(args.out, exist_ok=True)
+    t_start = time.time()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    corpus = world.caption_corpus(np.random.default_rng([args.seed, 1]), 20000)
+    corpus_path = os.path.join(args.out, "captions.txt")
+    with open(corpus_path, "w") as f:
+        f.write("\n".join(corpus) + "\n")
+    merges = train_bpe.learn_merges(corpus, N_MERGES)
+    merges_path = os.path.join(args.out, "merges.txt")
+    train_bpe.write_merges(merges, merges_path)
+    tok = train_bpe.Tokenizer(train_bpe.read_merges(merges_path))
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["text_cfg"]["vocab_size"] = len(tok.vocab)
+    longest = max(len(tok.encode(t, 1000)) - tok.encode(t, 1000).count(0) for t in corpus)
+    print("bpe: %d merges, vocab %d; longest caption %d tokens" % (
+        len(merges), len(tok.vocab), longest), flush=True)
+    if longest > CONFIG["text_cfg"]["context_length"]:
+        sys.exit("captions need %d tokens, more than the context length" % longest)
+    with open(os.path.join(args.out, "open_clip_config.json"), "w") as f:
+        json.dump(cfg, f, indent=4)
+        f.write("\n")
+
+    n_easy = int(args.images * args.easy_fraction)
+    easy, easy_facts = render_pool(args.seed + 500, n_easy, world.TRAIN_CLASSES, easy=True)
+    full, full_facts = render_pool(args.seed, args.images - n_easy, world.TRAIN_CLASSES)
+    stages = [BatchSampler(easy, easy_facts, rng), BatchSampler(full, full_facts, rng)]
+    scenes, drawings = eval_sets(args.seed, args.eval_per_class)
+    print("rendered %d easy + %d full training scenes in %.0f s, cpu %.0f s" % (
+        n_easy, len(full), time.time() - t_start, cpu_seconds()), flush=True)
+
+    model = CLIP(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    print("model: %d parameters (%.1f MB fp32)" % (n_params, n_params * 4 / 1e6), flush=True)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    warmup = max(1, args.steps // 20)
+    easy_steps = int(args.steps * args.curriculum)
+    t_train = time.time()
+    for step in range(args.steps):
+        lr = args.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # Curriculum: easy scenes first; afterwards mostly the full variety, with a few
+        # easy ones mixed in so the first stage is not forgotten.
+        stage = stages[0] if step < easy_steps or rng.random() < 0.1 else stages[1]
+        pixels, img_facts = stage.batch(args.batch, step)
+        texts, said = [], []
+        for f in img_facts:
+            text, sd = world.caption(rng, f)
+            texts.append(text)
+            said.append(said_ids(sd))
+        target = batch_targets(np.array([fact_ids(f) for f in img_facts]), np.array(said))
+        img = F.normalize(model.encode_image(to_tensor(pixels)), dim=-1)
+        txt = F.normalize(encode_captions(model, tok, texts), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.T    # [images, captions]
+        loss_i = -(F.log_softmax(logits, 1) * target / target.sum(1, keepdim=True)).sum(1).mean()
+        loss_t = -(F.log_softmax(logits.T, 1) * target.T / target.T.sum(1, keepdim=True)).sum(1).mean()
+        loss = (loss_i + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % 25 == 0 or step == args.steps - 1:
+            print("step %d/%d loss %.3f scale %.1f lr %.2e  %.2f s/step, cpu %.0f s" % (
+                step, args.steps, loss.item(), model.logit_scale.exp().item(), lr,
+                (time.time() - t_train) / (step + 1), cpu_seconds()), flush=True)
+        if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
+            print("  eval: " + report("scenes", model, tok, scenes) + "; "
+                  + report("ordinary drawings", model, tok, drawings), flush=True)
+            torch.save(model.openai_state_dict(), os.path.join(args.out, "partial.pt"))
+
+    ckpt = os.path.join(args.out, "demo.pt")
+    torch.save(model.openai_state_dict(), ckpt)
+    print("saved %s, open_clip_config.json, merges.txt in %s; total %.1f min wall, "
+          "%.1f min of CPU (all processes)" % (ckpt, args.out, (time.time() - t_start) / 60,
+                                              cpu_seconds() / 60), flush=True)
+
+
+def write_samples(args):
+    """Held-out sample images: a different seed, all 32 classes (held-out ones included),
+    as small PNGs named colour_shape_NNN.png, plus labels.tsv and red_circle.png."""
+    os.makedirs(args.samples, exist_ok=True)
+    rng = np.random.default_rng([args.seed, 7])
+    lines = ["file\tcolor\tshape\theld_out"]
+    k = 0
+    for rep in range(args.samples_per_class):
+        for color, shape in world.CLASSES:
+            image, _ = world.render_scene(rng, color, shape, max_side=args.sample_max_side)
+            name = "%s_%s_%03d.png" % (color, shape, k)
+            image.save(os.path.join(args.samples, name), optimize=True)
+            lines.append("%s\t%s\t%s\t%d" % (name, color, shape, (color, shape) in world.HELD_OUT))
+            k += 1
+    with open(os.path.join(args.samples, "labels.tsv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    image, _ = world.render_scene(np.random.default_rng([args.seed, 8]), "red", "circle",
+                                  max_side=args.sample_max_side, plain=True)
+    image.save(os.path.join(args.samples, "red_circle.png"), optimize=True)
+    print("wrote %d samples to %s" % (k + 1, args.samples))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="build-demo", help="directory for demo.pt, config, merges")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--images", type=int, default=20000, help="rendered training scenes")
+    ap.add_argument("--easy-fraction", type=float, default=0.2,
+                    help="share of the rendered scenes that are easy (curriculum stage 1)")
+    ap.add_argument("--curriculum", type=float, default=0.25,
+                    help="share of the steps trained on easy scenes only")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-per-class", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; one thread costs the least CPU time per step")
+    ap.add_argument("--samples", help="also write sample images to this directory")
+    ap.add_argument("--samples-per-class", type=int, default=7)
+    ap.add_argument("--sample-max-side", type=int, default=64)
+    ap.add_argument("--no-train", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.no_train:
+        train(args)
+    if args.samples:
+        write_samples(args)
+
+
+if __name__ == "__main__":
+    main()
