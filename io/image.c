@@ -364,15 +364,34 @@ static uint8_t pnm_rescale(unsigned v, int maxval) {
     return r > 255.0 ? 255 : (uint8_t)r;
 }
 
-/* stb_image 2.27 (the libstb-dev this builds against) does not check that the 16 code
- * counts of a JPEG Huffman table (DHT) sum to at most 256, and then writes past its tables;
- * nor that the counts form a valid prefix code (no more codes of length k than the 2^k
- * left by the shorter ones), and then reads past its tables while decoding. libjpeg
- * refuses both ("bogus Huffman table definition"); so do we, before stb sees them. Every FF C4 marker in the file is checked, read
- * the way stb reads a DHT segment: being stricter than stb's own parse position can only
- * reject a file that carries an impossible table somewhere, never let one through. */
+/* stb_image 2.27 (the libstb-dev this builds against) trusts a JPEG's Huffman tables:
+ * a table whose 16 code counts sum to more than 256 makes it write past its tables; counts
+ * that do not form a prefix code (more codes of length k than the 2^k left by the shorter
+ * ones), or a scan using a table no DHT defined (stb does not clear its tables), make it
+ * read past them or read uninitialised memory while decoding. libjpeg refuses all three;
+ * so do we, before stb sees the file. Every FF C4 (DHT) and FF DA (SOS) marker is checked:
+ * being stricter than stb's own parse position can only reject a file that carries an
+ * impossible table or scan somewhere, never let one through. */
 static int jpeg_huffman_tables_safe(const uint8_t *d, size_t n) {
+    /* Which tables (DC 0-3, AC 0-3) a DHT has defined so far: stb does not clear its
+     * tables, so a scan that uses one never defined decodes with uninitialised memory. */
+    int defined[2][4] = {{0}};
     for (size_t i = 0; i + 1 < n; i++) {
+        if (d[i] == 0xFF && d[i + 1] == 0xDA) { /* SOS: Ns, Ns x (id, Td << 4 | Ta), Ss, Se, Ah|Al */
+            size_t at = i + 4;
+            unsigned n_comps = at < n ? d[at] : 0;
+            size_t params = at + 1 + 2 * (size_t)n_comps;
+            if (n_comps == 0 || n_comps > 4 || params + 3 > n) continue; /* stb refuses these */
+            int ss = d[params], se = d[params + 1], ah = d[params + 2] >> 4;
+            for (unsigned c = 0; c < n_comps; c++) {
+                int tables = d[at + 2 + 2 * c];
+                int uses_dc = ss == 0 && ah == 0, uses_ac = se > 0;
+                if ((uses_dc && ((tables >> 4) > 3 || !defined[0][tables >> 4])) ||
+                    (uses_ac && ((tables & 15) > 3 || !defined[1][tables & 15])))
+                    return 0;
+            }
+            continue;
+        }
         if (d[i] != 0xFF || d[i + 1] != 0xC4) continue;
         size_t at = i + 2;
         if (at + 2 > n) break;
@@ -392,6 +411,7 @@ static int jpeg_huffman_tables_safe(const uint8_t *d, size_t n) {
                 next_code <<= 1;
             }
             if (n_codes > 256) return 0;
+            defined[table_class_id >> 4][table_class_id & 15] = 1;
             at += n_codes;
             remaining -= 17 + (long)n_codes;
         }
@@ -511,7 +531,7 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
     if (fmt == FMT_UNKNOWN)
         return clip_fail(CLIP_ERR_IMAGE, "%s: not a JPEG, PNG, BMP, GIF or binary PGM/PPM image", label);
     if (fmt == FMT_JPEG && !jpeg_huffman_tables_safe(d, n_bytes))
-        return clip_fail(CLIP_ERR_IMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", label);
+        return clip_fail(CLIP_ERR_IMAGE, "%s: corrupt JPEG (invalid or missing Huffman table)", label);
 
     /* stb 2.27 parses PNM numbers into an int without an overflow check: only a header
      * we can read ourselves (every number below 10 digits) is handed to it. */

@@ -315,7 +315,8 @@ END_TEST
  * must decode or be refused, nothing else. */
 START_TEST(test_regressions) {
     static const char *files[] = {"tests/data/regressions/stb-jpeg-shift.jpg",
-                                  "tests/data/regressions/stb-jpeg-huffman-oob.jpg"};
+                                  "tests/data/regressions/stb-jpeg-huffman-oob.jpg",
+                                  "tests/data/regressions/stb-jpeg-undefined-table.jpg"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         uint8_t rgb[33 * 33 * 3];
         int rc = image_load_crop(files[i], 33, rgb);
