@@ -9,14 +9,16 @@
  *
  * Heads are the outer loop so the keys and values of one head stay in cache while every
  * query walks them. The weights are left unnormalised and the output is divided by their
- * sum once, at the end.
+ * sum once, at the end. attention_run() is that loop for every instruction set; this file
+ * also holds the scalar steps (attention.h).
  */
 #include <math.h>
 
+#include "attention.h"
 #include "kernels.h"
 
-void attention_scalar(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
-                      int n_heads, int causal, float *scratch) {
+void attention_run(const attention_steps *steps, float *out, const float *qkv, int n_tokens,
+                   int n_queries, int d_model, int n_heads, int causal, float *scratch) {
     if (n_heads <= 0 || d_model < n_heads) return;
     const int head_dim = d_model / n_heads;
     const size_t row = 3 * (size_t)d_model;
@@ -28,30 +30,49 @@ void attention_scalar(float *out, const float *qkv, int n_tokens, int n_queries,
         for (int t = 0; t < n_queries; t++) {
             const float *q = qkv + (size_t)t * row + (size_t)h * head_dim;
             const int n_keys = causal ? t + 1 : n_tokens;
-
-            float max = -INFINITY;
-            for (int j = 0; j < n_keys; j++) {
-                const float *k = keys + (size_t)j * row;
-                float dot = 0;
-                for (int d = 0; d < head_dim; d++) dot += q[d] * k[d];
-                scratch[j] = dot * scale;
-                if (scratch[j] > max) max = scratch[j];
-            }
-            double sum = 0;
-            for (int j = 0; j < n_keys; j++) {
-                scratch[j] = expf(scratch[j] - max);
-                sum += scratch[j];
-            }
-
-            float *o = out + (size_t)t * d_model + (size_t)h * head_dim;
-            for (int d = 0; d < head_dim; d++) o[d] = 0;
-            for (int j = 0; j < n_keys; j++) {
-                const float *v = values + (size_t)j * row;
-                const float p = scratch[j];
-                for (int d = 0; d < head_dim; d++) o[d] += p * v[d];
-            }
-            const float inv_sum = (float)(1.0 / sum);
-            for (int d = 0; d < head_dim; d++) o[d] *= inv_sum;
+            steps->scores(scratch, q, keys, row, n_keys, head_dim, scale);
+            const float sum = steps->softmax_numerators(scratch, n_keys);
+            steps->weighted_sum(out + (size_t)t * d_model + (size_t)h * head_dim, scratch, values,
+                                row, n_keys, head_dim, 1.0f / sum);
         }
     }
+}
+
+/* ---- The scalar steps -------------------------------------------------------------------- */
+static void scores(float *score, const float *q, const float *keys, size_t row, int n_keys,
+                   int head_dim, float scale) {
+    for (int j = 0; j < n_keys; j++) {
+        const float *k = keys + (size_t)j * row;
+        float dot = 0;
+        for (int d = 0; d < head_dim; d++) dot += q[d] * k[d];
+        score[j] = dot * scale;
+    }
+}
+
+static float softmax_numerators(float *score, int n_keys) {
+    float max = -INFINITY;
+    for (int j = 0; j < n_keys; j++)
+        if (score[j] > max) max = score[j];
+    double sum = 0;
+    for (int j = 0; j < n_keys; j++) {
+        score[j] = expf(score[j] - max);
+        sum += score[j];
+    }
+    return (float)sum;
+}
+
+static void weighted_sum(float *o, const float *weight, const float *values, size_t row,
+                         int n_keys, int head_dim, float inv_sum) {
+    for (int d = 0; d < head_dim; d++) o[d] = 0;
+    for (int j = 0; j < n_keys; j++) {
+        const float *v = values + (size_t)j * row;
+        for (int d = 0; d < head_dim; d++) o[d] += weight[j] * v[d];
+    }
+    for (int d = 0; d < head_dim; d++) o[d] *= inv_sum;
+}
+
+void attention_scalar(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
+                      int n_heads, int causal, float *scratch) {
+    static const attention_steps steps = {scores, softmax_numerators, weighted_sum};
+    attention_run(&steps, out, qkv, n_tokens, n_queries, d_model, n_heads, causal, scratch);
 }

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 
+#include "attention.h"
 #include "kernels.h"
 #include "vecmath_avx2.h"
 
@@ -125,23 +126,12 @@ static void weighted_sum(float *o, const float *weight, const float *values, siz
     }
 }
 
+static float softmax_numerators(float *score, int n_keys) {
+    return row_exp_sum8(score, (size_t)n_keys, row_max8(score, (size_t)n_keys));
+}
+
 void attention_avx2(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
                     int n_heads, int causal, float *scratch) {
-    if (n_heads <= 0 || d_model < n_heads) return;
-    const int head_dim = d_model / n_heads;
-    const size_t row = 3 * (size_t)d_model;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-
-    for (int h = 0; h < n_heads; h++) {
-        const float *keys = qkv + d_model + (size_t)h * head_dim;
-        const float *values = qkv + 2 * (size_t)d_model + (size_t)h * head_dim;
-        for (int t = 0; t < n_queries; t++) {
-            const float *q = qkv + (size_t)t * row + (size_t)h * head_dim;
-            const int n_keys = causal ? t + 1 : n_tokens;
-            scores(scratch, q, keys, row, n_keys, head_dim, scale);
-            const float sum = row_exp_sum8(scratch, (size_t)n_keys, row_max8(scratch, (size_t)n_keys));
-            weighted_sum(out + (size_t)t * d_model + (size_t)h * head_dim, scratch, values, row,
-                         n_keys, head_dim, 1.0f / sum);
-        }
-    }
+    static const attention_steps steps = {scores, softmax_numerators, weighted_sum};
+    attention_run(&steps, out, qkv, n_tokens, n_queries, d_model, n_heads, causal, scratch);
 }
