@@ -10,6 +10,7 @@
  * change it: only the first eot+1 positions are computed (8 instead of 77 for a short
  * prompt), with exactly the same result. A batch of texts is padded to its longest such
  * prefix (seq_len): the padding rows come after every end token, so they change nothing.
+ * In the last block only the end token's row is computed past the keys and values.
  */
 #include <string.h>
 
@@ -42,13 +43,15 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
     }
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
 
-    for (int l = 0; l < t->tower.n_layers; l++)
-        transformer_block(ctx, &t->tower, &t->tower.blocks[l], n, seq_len, 0, 1);
+    /* Only the end token leaves the last block, compacted to x rows 0..n-1. */
+    for (int l = 0; l < t->tower.n_layers; l++) {
+        const int last = l == t->tower.n_layers - 1;
+        transformer_block(ctx, &t->tower, &t->tower.blocks[l], n, seq_len, last ? eot : NULL, 1);
+    }
+    if (t->tower.n_layers == 0) model_keep_rows(x, n, seq_len, eot, d);
 
     t0 = model_now_ms();
-    for (int s = 0; s < n; s++)
-        layernorm(ctx->h + (size_t)s * d, x + ((size_t)s * seq_len + eot[s]) * d, t->ln_final_w,
-                  t->ln_final_b, 1, d, t->tower.ln_eps);
+    layernorm(ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
     model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

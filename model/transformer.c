@@ -14,10 +14,11 @@
  * per-thread buffer laid out as a one-head qkv, runs the attention kernel on it in L1,
  * and scatters the result into its columns of h.
  *
- * When only the first token of each sequence is needed afterwards (the last vision block,
- * whose only consumer is the class token), attention is computed for that query alone,
- * the class rows are compacted to x [n_seq, d_model] and everything after attention runs
- * on n_seq rows: the result for those rows is unchanged.
+ * When only one token of each sequence is needed afterwards (the last block of a tower:
+ * the class token of an image, the end token of a text), attention is computed for that
+ * query alone, those rows are compacted to x [n_seq, d_model] and everything after
+ * attention runs on n_seq rows: the result for those rows is unchanged (the products'
+ * summation order does not depend on the number of rows, kernels/gemm.c).
  */
 #include <string.h>
 #include <time.h>
@@ -35,6 +36,13 @@ void model_linear(clip_context *ctx, float *y, const float *x, const float *w, c
                   int n_rows, int d_in, int d_out, int accumulate, gemm_activation act) {
     const gemm_op op = {y, x, w, b, n_rows, d_out, d_in, accumulate, act};
     gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
+}
+
+void model_keep_rows(float *x, int n_seq, int seq_len, const int *pos, int d) {
+    /* row s * seq_len + pos[s] -> row s; in ascending order no source is overwritten
+     * before it is read (source s' >= s' * seq_len >= destination s') */
+    for (int s = 0; s < n_seq; s++)
+        memmove(x + (size_t)s * d, x + ((size_t)s * seq_len + pos[s]) * d, sizeof(float) * d);
 }
 
 /* ---- LayerNorm over row blocks -------------------------------------------------------- */
@@ -66,7 +74,8 @@ void model_layernorm(clip_context *ctx, float *out, const float *x, const float 
 /* ---- Attention, one (sequence, head) per task ---------------------------------------------- */
 typedef struct {
     clip_context *ctx;
-    int d_model, n_heads, head_dim, seq_len, n_queries, causal, cls_only;
+    const int *query_pos;       /* NULL: every query; else the one query of each sequence */
+    int d_model, n_heads, head_dim, seq_len, causal;
 } attention_job;
 
 static void attention_task(void *arg, int task, int thread) {
@@ -75,45 +84,49 @@ static void attention_task(void *arg, int task, int thread) {
     const size_t d = (size_t)j->d_model, col = (size_t)head * hd;
     float *one_head = j->ctx->attn + (size_t)thread * j->ctx->attn_floats;  /* [seq_len, 3 hd] */
     float *out = one_head + (size_t)j->seq_len * 3 * hd;                      /* [n_queries, hd] */
-    float *scores = out + (size_t)j->n_queries * hd;                          /* [seq_len] */
 
+    /* One query at position p sees keys 0..p under the causal mask, all of them otherwise;
+     * its q goes to row 0 of the copy, where the kernel takes its first query from. */
+    const int p = j->query_pos ? j->query_pos[seq] : 0;
+    const int n_keys = j->query_pos && j->causal ? p + 1 : j->seq_len;
+    const int n_queries = j->query_pos ? 1 : j->seq_len;
+    float *scores = out + (size_t)n_queries * hd;                             /* [seq_len] */
     const float *qkv = j->ctx->qkv + (size_t)seq * j->seq_len * 3 * d;
-    for (int t = 0; t < j->seq_len; t++) {
+    for (int t = 0; t < n_keys; t++) {
         const float *row = qkv + (size_t)t * 3 * d + col;
         float *dst = one_head + (size_t)t * 3 * hd;
         memcpy(dst, row, sizeof(float) * hd);
         memcpy(dst + hd, row + d, sizeof(float) * hd);
         memcpy(dst + 2 * hd, row + 2 * d, sizeof(float) * hd);
     }
-    attention(out, one_head, j->seq_len, j->n_queries, hd, 1, j->causal, scores);
-    const size_t first_row = j->cls_only ? (size_t)seq : (size_t)seq * j->seq_len;
-    for (int q = 0; q < j->n_queries; q++)
+    if (j->query_pos) memcpy(one_head, qkv + (size_t)p * 3 * d + col, sizeof(float) * hd);
+    attention(out, one_head, n_keys, n_queries, hd, 1, j->causal && !j->query_pos, scores);
+    const size_t first_row = j->query_pos ? (size_t)seq : (size_t)seq * j->seq_len;
+    for (int q = 0; q < n_queries; q++)
         memcpy(j->ctx->h + (first_row + q) * d + col, out + (size_t)q * hd, sizeof(float) * hd);
 }
 
 /* ---- The block ---------------------------------------------------------------------------- */
 void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
-                       int seq_len, int cls_only, int causal) {
+                       int seq_len, const int *query_pos, int causal) {
     const int d = tw->d_model, f = tw->d_mlp, n_tokens = n_seq * seq_len;
     const gemm_activation act = tw->activation == CLIP_ACT_GELU ? GEMM_ACT_GELU : GEMM_ACT_QUICK_GELU;
     float *x = ctx->x, *h = ctx->h;
     double t0;
 
-    /* Attention sub-block. Keys and values need every token; queries only the class
-     * token with cls_only. */
+    /* Attention sub-block. Keys and values need every token; queries only the ones at
+     * query_pos, if given. */
     model_layernorm(ctx, h, x, b->ln1_w, b->ln1_b, n_tokens, d, tw->ln_eps);
     t0 = model_now_ms();
     model_linear(ctx, ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_QKV] += model_now_ms() - t0;
 
     t0 = model_now_ms();
-    attention_job job = {ctx, d, tw->n_heads, d / tw->n_heads, seq_len, cls_only ? 1 : seq_len,
-                         causal, cls_only};
+    attention_job job = {ctx, query_pos, d, tw->n_heads, d / tw->n_heads, seq_len, causal};
     threadpool_run(ctx->pool, n_seq * tw->n_heads, attention_task, &job);
     int n_rows = n_tokens;
-    if (cls_only) {           /* class rows s * seq_len -> s; ascending never overwrites a source */
-        for (int s = 1; s < n_seq; s++)
-            memcpy(x + (size_t)s * d, x + (size_t)s * seq_len * d, sizeof(float) * d);
+    if (query_pos) {
+        model_keep_rows(x, n_seq, seq_len, query_pos, d);
         n_rows = n_seq;
     }
     ctx->stage_ms[STAGE_ATTENTION] += model_now_ms() - t0;

@@ -55,13 +55,14 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
     model_layernorm(ctx, x, x, v->ln_pre_w, v->ln_pre_b, n * n_tokens, d, v->tower.ln_eps);
 
+    /* Only the class token (position 0) leaves the last block, compacted to x rows 0..n-1. */
+    int class_pos[n];
+    memset(class_pos, 0, sizeof class_pos);
     for (int l = 0; l < v->tower.n_layers; l++) {
         const int last = l == v->tower.n_layers - 1;
-        transformer_block(ctx, &v->tower, &v->tower.blocks[l], n, n_tokens, last, 0);
+        transformer_block(ctx, &v->tower, &v->tower.blocks[l], n, n_tokens, last ? class_pos : NULL, 0);
     }
-    /* The last block left the class tokens in x rows 0..n-1 (with no layers, compact them). */
-    if (v->tower.n_layers == 0)
-        for (int s = 1; s < n; s++) memcpy(x + (size_t)s * d, x + (size_t)s * n_tokens * d, sizeof(float) * d);
+    if (v->tower.n_layers == 0) model_keep_rows(x, n, n_tokens, class_pos, d);
 
     /* The class token summarizes the image. */
     model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);

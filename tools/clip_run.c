@@ -647,8 +647,8 @@ static double gemm_peak(gemm_backend backend, int n_threads) {
     return best;
 }
 
-/* Floating-point work actually done (the class-token-only last block and the causal text
- * cut included). */
+/* Floating-point work actually done (the last blocks' single query row, class token or
+ * end token, and the causal text cut included). */
 static double image_flop(const clip_config *c) {
     const double w = c->vision_width, f = c->vision_mlp, grid = c->image_size / c->patch_size;
     const double n = grid * grid, t = n + 1;
@@ -662,8 +662,13 @@ static double image_flop(const clip_config *c) {
 
 static double text_flop(const clip_config *c, int n_tokens) {
     const double w = c->text_width, f = c->text_mlp, t = n_tokens;
-    return c->text_layers * (2 * t * w * 3 * w + 2 * t * (t + 1) * w + 2 * t * w * w + 4 * t * w * f) +
-           2 * w * c->embed_dim;
+    double flop = 2 * w * c->embed_dim;
+    for (int l = 0; l < c->text_layers; l++) {
+        const int last = l == c->text_layers - 1;
+        const double attn = last ? 4 * t * w : 2 * t * (t + 1) * w, rows = last ? 1 : t;
+        flop += 2 * t * w * 3 * w + attn + 2 * rows * w * w + 4 * rows * w * f;
+    }
+    return flop;
 }
 
 typedef struct {
