@@ -11,10 +11,11 @@ import collections
 import gzip
 import json
 import os
+import subprocess
 import sys
 import unittest
 
-from harness import ROOT, run, shared
+from harness import CLIP_RUN, ROOT, run, shared
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import train_bpe  # noqa: E402
@@ -76,14 +77,41 @@ class DemoModel(unittest.TestCase):
         sys.stderr.write("\ndemo.clip top-1: %.1f%% overall, %.1f%% on held-out combinations "
                          "(%d images)\n  %s\n" % (100 * total, 100 * held[0] / held[1], held[1],
                                                  "\n  ".join(lines)))
-        # Issue 3 asks for >= 90% overall, held-out combinations included; the bundled model
-        # does not reach that yet (weights/README.md: 65.6% overall, 74.5% on the combinations
-        # seen in training, 3.6% on the held-out ones). Until a better model is trained, these
-        # floors guard what it does reach: any numeric regression in the C pipeline (tokenizer,
-        # preprocessing, either tower) costs accuracy and fails them.
+        # Issue 3 asks for >= 90% top-1 over all samples, the held-out combinations
+        # included; the bundled model reaches 87.5% (90.1% on the combinations seen in
+        # training, 61.9% on the held-out ones; weights/README.md). Until a better model is
+        # trained these floors guard what it does reach: any numeric regression in the C
+        # pipeline (tokenizer, preprocessing, either tower) costs accuracy and fails them.
         seen = (sum(c for c, _ in per_class.values()) - held[0]) / (len(self.results) - held[1])
-        self.assertGreaterEqual(total, 0.62, "top-1 accuracy over all samples")
-        self.assertGreaterEqual(seen, 0.70, "top-1 on the colour-shape combinations seen in training")
+        self.assertGreaterEqual(total, 0.85, "top-1 accuracy over all samples")
+        self.assertGreaterEqual(seen, 0.88, "top-1 on the colour-shape combinations seen in training")
+        self.assertGreaterEqual(held[0] / held[1], 0.50, "top-1 on the held-out combinations")
+
+
+def python_with_torch():
+    """An interpreter with PyTorch, numpy and PIL (Debian's python3-torch lives in
+    /usr/bin/python3's path), or None."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        if exe and os.path.exists(exe) and subprocess.run(
+                [exe, "-c", "import torch, numpy, PIL"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL).returncode == 0:
+            return exe
+    return None
+
+
+class TorchAgreement(unittest.TestCase):
+    def test_clip_run_agrees_with_pytorch(self):
+        """tools/compare_torch.py: the PyTorch model rebuilt from weights/demo.clip and clip_run
+        give the same top-1 label on >= 99.5% of the samples and of fresh drawings."""
+        exe = python_with_torch()
+        if exe is None:
+            self.skipTest("PyTorch, numpy or PIL is not installed (optional for this check)")
+        proc = subprocess.run([exe, os.path.join(ROOT, "tools", "compare_torch.py"), "--clip-run",
+                               CLIP_RUN, "--drawings", "4"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=1200)
+        sys.stderr.write("\n" + proc.stdout)
+        self.assertEqual(proc.returncode, 0, proc.stdout)
+        self.assertIn("agreement", proc.stdout)
 
 
 class BpeTrainer(unittest.TestCase):

@@ -121,3 +121,82 @@ def write_clip(f, config_entries, vocab, tensors):
     f.write(header(zlib.adler32(covered)) + covered[HEADER_SIZE - 16:])
     f.seek(position)
     return position
+
+
+class ClipFile:
+    """A .clip file read back (tools only: compare_torch.py rebuilds the PyTorch model from
+    it). config: {key: value}; tokens: [str], merges: [(left, right)] as strings;
+    tensors: {name: (shape, offset, size)}; read(name) -> (shape, array('f'))."""
+
+    def __init__(self, path):
+        import array
+        self._array = array.array
+        self.path = path
+        with open(path, "rb") as f:
+            self.data = f.read()
+        d = self.data
+        if d[:8] != MAGIC or struct.unpack_from("<I", d, 8)[0] != VERSION:
+            raise FormatError("%s: not a version %d .clip file" % (path, VERSION))
+        offs = struct.unpack_from("<8Q", d, 16)
+        self.config = self._config(offs[0])
+        self.tokens, self.merges, self.sot_id, self.eot_id = self._tokenizer(offs[2])
+        self.tensors = self._directory(offs[4])
+
+    def _str(self, pos):
+        n = struct.unpack_from("<I", self.data, pos)[0]
+        return self.data[pos + 4:pos + 4 + n].decode("utf-8"), pos + 4 + n
+
+    def _config(self, pos):
+        (n,), pos = struct.unpack_from("<I", self.data, pos), pos + 4
+        out = {}
+        for _ in range(n):
+            key, pos = self._str(pos)
+            kind = struct.unpack_from("<I", self.data, pos)[0]
+            pos += 4
+            if kind == T_U32:
+                out[key], pos = struct.unpack_from("<I", self.data, pos)[0], pos + 4
+            elif kind == T_F32:
+                out[key], pos = struct.unpack_from("<f", self.data, pos)[0], pos + 4
+            elif kind == T_STR:
+                out[key], pos = self._str(pos)
+            elif kind == T_F32_ARRAY:
+                count = struct.unpack_from("<I", self.data, pos)[0]
+                out[key] = list(struct.unpack_from("<%df" % count, self.data, pos + 4))
+                pos += 4 + 4 * count
+            else:
+                raise FormatError("%s: config key %s has unknown type %d" % (self.path, key, kind))
+        return out
+
+    def _tokenizer(self, pos):
+        n_vocab, n_merges, sot, eot = struct.unpack_from("<4I", self.data, pos)
+        pos += 16
+        tokens = []
+        for _ in range(n_vocab):
+            t, pos = self._str(pos)
+            tokens.append(t)
+        flat = struct.unpack_from("<%dI" % (3 * n_merges), self.data, pos)
+        merges = [(tokens[flat[3 * i]], tokens[flat[3 * i + 1]]) for i in range(n_merges)]
+        return tokens, merges, sot, eot
+
+    def _directory(self, pos):
+        (n,), pos = struct.unpack_from("<I", self.data, pos), pos + 4
+        out = {}
+        for _ in range(n):
+            name, pos = self._str(pos)
+            dtype, n_dims = struct.unpack_from("<II", self.data, pos)
+            shape = list(struct.unpack_from("<%dQ" % n_dims, self.data, pos + 8))
+            pos += 8 + 8 * n_dims
+            offset, size, _checksum = struct.unpack_from("<QQI", self.data, pos)
+            pos += 20
+            if dtype != DTYPE_F32:
+                raise FormatError("%s: tensor %s has dtype %d (only f32 is read here)" % (self.path, name, dtype))
+            out[name] = (shape, offset, size)
+        return out
+
+    def read(self, name):
+        shape, offset, size = self.tensors[name]
+        values = self._array("f")
+        values.frombytes(self.data[offset:offset + size])
+        if struct.pack("=I", 1) != struct.pack("<I", 1):
+            values.byteswap()
+        return shape, values

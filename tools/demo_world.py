@@ -25,7 +25,12 @@ from PIL import Image, ImageDraw, ImageFilter
 COLORS = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black"]
 SHAPES = ["circle", "square", "triangle", "star"]
 CLASSES = [(c, s) for c in COLORS for s in SHAPES]
-HELD_OUT = {("green", "star"), ("blue", "triangle"), ("yellow", "square"), ("purple", "circle")}
+# Combinations in colours that lie between colours the shape is seen in (purple between red
+# and blue triangles, yellow between orange and green squares, white above every circle
+# colour). A ViT's first layer is linear in RGB: a shape never seen with energy in some
+# colour channel is not recognised there, so a pure-green star (green is the only
+# green-only colour) held out came out 0% right, an orange star 33% (weights/README.md).
+HELD_OUT = {("purple", "triangle"), ("yellow", "square"), ("white", "circle")}
 TRAIN_CLASSES = [cs for cs in CLASSES if cs not in HELD_OUT]
 
 # Typical RGB values a program or a person uses for each colour name (CSS, MS Paint,
@@ -47,7 +52,7 @@ PALETTE = {
 # Colour names a plain background may be called by in a caption.
 BG_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128),
             **{c: PALETTE[c][0] for c in COLORS if c not in ("white", "black")}}
-SIZES = {"small": (0.10, 0.17), "medium": (0.19, 0.27), "large": (0.29, 0.42)}
+SIZES = {"small": (0.12, 0.18), "medium": (0.19, 0.27), "large": (0.29, 0.42)}
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 MIN_BG_DISTANCE = 110.0   # RGB distance between a shape and any background colour under it
@@ -85,6 +90,41 @@ def pick_color(rng, name):
     base = np.array(PALETTE[name][rng.integers(len(PALETTE[name]))], np.float32)
     jitter = rng.normal(0, 8, 3) if name not in ("white", "black") else rng.normal(0, 4, 3)
     return np.clip(base + jitter, 0, 255)
+
+
+def hue(rgb):
+    """Hue in degrees and saturation (HSV) of an RGB colour."""
+    r, g, b = (float(v) / 255.0 for v in rgb)
+    hi, lo = max(r, g, b), min(r, g, b)
+    if hi - lo < 1e-6:
+        return 0.0, 0.0
+    if hi == r:
+        h = (g - b) / (hi - lo) % 6
+    elif hi == g:
+        h = (b - r) / (hi - lo) + 2
+    else:
+        h = (r - g) / (hi - lo) + 4
+    return 60.0 * h, (hi - lo) / hi
+
+
+def other_color(rng, shape, min_distance=80.0, min_hue_gap=35.0):
+    """A random colour that has none of the eight names (at least min_distance from every
+    palette entry), for shape-only training scenes ("other"): shape learned on many hues
+    cannot lean on colour. For a shape with a held-out colour, never a colour of that
+    colour's hues (nor one nearest to it), so held-out combinations stay unseen."""
+    held = {c for c, s in HELD_OUT if s == shape}
+    held_hues = [h for c in held for h, sat in map(hue, PALETTE[c]) if sat > 0.2]
+    names = [n for n in PALETTE for _ in PALETTE[n]]
+    entries = np.array([v for n in PALETTE for v in PALETTE[n]], np.float32)
+    while True:
+        c = rng.uniform(0, 255, 3).astype(np.float32)
+        d = np.linalg.norm(entries - c, axis=1)
+        if d.min() < min_distance or names[int(d.argmin())] in held:
+            continue
+        h, sat = hue(c)
+        if sat > 0.2 and any(min(abs(h - x), 360 - abs(h - x)) < min_hue_gap for x in held_hues):
+            continue
+        return c
 
 
 def far_color(rng, avoid, plain_named=False):
@@ -250,7 +290,8 @@ def position_name(fx, fy):
 def render_scene(rng, color, shape, max_side=223, plain=False, easy=False):
     """Render one scene. Returns (PIL RGB image, facts dict). plain: force a plain
     background. easy: the curriculum's first stage - a large, centred, upright,
-    anti-aliased shape on a plain background, without outline, noise, blur or JPEG."""
+    anti-aliased shape on a plain background, without outline, noise, blur or JPEG.
+    color "other": a colour without a name (other_color), for shape-only captions."""
     side = int(rng.integers(44, max_side + 1))
     w = h = side
     if not easy and rng.random() < 0.3:  # non-square canvas, shape kept in the centre square
@@ -266,7 +307,7 @@ def render_scene(rng, color, shape, max_side=223, plain=False, easy=False):
     else:
         cx = ox + rng.uniform(margin, side - margin)
         cy = oy + rng.uniform(margin, side - margin)
-    fg = pick_color(rng, color)
+    fg = other_color(rng, shape) if color == "other" else pick_color(rng, color)
     bg, bg_kind, bg_name = make_background(rng, h, w, fg, "plain" if plain or easy else None)
     poly = shape_polygon(shape, rng)
     angle = rng.uniform(-0.25, 0.25) if not easy and rng.random() < 0.5 else 0.0
@@ -319,6 +360,8 @@ def caption(rng, facts):
     cs = c + " " + s
     said = {"color": c, "shape": s, "size": None, "bg": None, "pos": None}
     r = rng.random()
+    if c == "other":                            # a colour without a name: say the shape only
+        r = 0.7
     if r < 0.30:
         text = "a photo of a " + cs + "."       # the CLI's default template, exactly
     elif r < 0.36:

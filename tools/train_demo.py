@@ -11,15 +11,18 @@ on the procedural world of tools/demo_world.py (coloured shapes, several caption
 Steps, all from one seed:
   1. a caption corpus -> tools/train_bpe.py -> merges.txt (CLIP-format)
   2. two pools of rendered scenes, each passed through the reference CLIP transform
-     (64x64): "easy" ones (large, centred, plain background) and the full variety
+     (64x64): "easy" ones (large, centred, plain background) and the full variety, 15% of
+     which are drawn in a colour without a name and captioned by shape only
   3. AdamW with warm-up and cosine decay on the symmetric contrastive loss; a caption counts
      as a positive for every image in the batch it is true of. What makes shape learnable
      early (a first recipe learned colour at once and sat on a shape-blind plateau):
-       - a curriculum: the first quarter of the steps on easy scenes only;
-       - hard batches: a few colours x all four shapes, or a few shapes x all colours, so
+       - a curriculum: the first 15% of the steps on easy scenes only;
+       - hard batches: a few colours x all four shapes, or a few shapes x many colours, so
          colour alone cannot solve a batch;
        - attribute-isolating captions: "a star", "something red" are positives for every
          star / red image of the batch, a shape signal independent of colour.
+     Two processes (one per core, --procs) each draw their own batch of 64 and average
+     gradients after every step; bfloat16 autocast where the CPU has it (--bf16).
   4. demo.pt (torch.save(state_dict), OpenAI key names) + open_clip_config.json + merges.txt
      in --out; then `python3 tools/convert.py demo.pt --config open_clip_config.json
      --vocab merges.txt -o weights/demo.clip` makes the runtime's file.
@@ -165,20 +168,28 @@ class CLIP(nn.Module):
 def render_chunk(job):
     """Renders scenes [start, start + count) of a pool; the result depends only on
     (seed, start), not on which worker runs it."""
-    seed, start, count, classes, easy = job
+    seed, start, count, classes, easy, other = job
     rng = np.random.default_rng([seed, start])
     pixels = np.empty((count, 64, 64, 3), np.uint8)
     facts = []
     for i in range(count):
         color, shape = classes[(start + i) % len(classes)]
+        if other and rng.random() < other:     # an unnamed colour, shape-only captions
+            color = "other"
         image, f = world.render_scene(rng, color, shape, easy=easy)
         pixels[i] = np.asarray(world.resize_crop(image, 64))
         facts.append(f)
     return pixels, facts
 
 
-def render_pool(seed, n_images, classes, workers=2, chunk=250, easy=False):
-    jobs = [(seed, s, min(chunk, n_images - s), classes, easy) for s in range(0, n_images, chunk)]
+def render_pool(seed, n_images, classes, workers=2, chunk=250, easy=False, shard=(0, 1), other=0.0):
+    """Renders a pool of scenes; shard (k, n) keeps every n-th chunk from the k-th, the
+    share of one of n training processes."""
+    jobs = [(seed, s, min(chunk, n_images - s), classes, easy, other)
+            for s in range(0, n_images, chunk)][shard[0]::shard[1]]
+    if not jobs:
+        sys.exit("train_demo: %d scenes make no chunk of %d for process %d of %d (more --images)"
+                 % (n_images, chunk, shard[0] + 1, shard[1]))
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
             parts = pool.map(render_chunk, jobs)
@@ -207,7 +218,8 @@ CLASS_ID = {cs: i for i, cs in enumerate(world.CLASSES)}
 
 
 def fact_ids(facts):
-    """Image facts -> ints [5]: colour, shape, size, background name, position (-2 = none)."""
+    """Image facts -> ints [5]: colour, shape, size, background name, position (-2 = none
+    or, for the colour, one without a name)."""
     return [FACT_ID[k].get(facts[k], -2) for k in FACTS]
 
 
@@ -280,8 +292,8 @@ def ordinary_set(seed, n_per_class):
     return np.stack(pixels), labels
 
 
-def eval_sets(seed, n_per_class):
-    scenes, facts = render_pool(seed + 1000, n_per_class * len(world.CLASSES), world.CLASSES)
+def eval_sets(seed, n_per_class, workers=2):
+    scenes, facts = render_pool(seed + 1000, n_per_class * len(world.CLASSES), world.CLASSES, workers)
     labels = [CLASS_ID[(f["color"], f["shape"])] for f in facts]
     drawings, dlabels = ordinary_set(seed + 2000, n_per_class)
     return (scenes, labels), (drawings, dlabels)
@@ -317,7 +329,7 @@ class BatchSampler:
             classes = [(c, s) for c in colors for s in world.SHAPES]
         elif kind == 1:    # 1-2 shapes x all colours
             shapes = rng.choice(world.SHAPES, int(rng.integers(1, 3)), replace=False)
-            classes = [(c, s) for c in world.COLORS for s in shapes]
+            classes = [(c, s) for c in world.COLORS + ["other"] for s in shapes]
         else:
             classes = list(self.by_class)
         classes = [cs for cs in classes if cs in self.by_class]
@@ -337,41 +349,98 @@ def cpu_seconds():
 
 
 def train(args):
+    """Trains on args.procs processes (one torch thread each): each renders its share of
+    the scenes, draws its own batches and averages gradients with the others after every
+    step (data parallel, gloo), i.e. a step of procs x batch pairs in the time of one."""
+    if args.procs == 1:
+        return train_process(0, args, None)
+    import socket
+    with socket.socket() as s:        # a free port for the processes to meet on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(train_process, args=(args, port), nprocs=args.procs)
+
+
+def average_gradients(model, procs):
+    import torch.distributed as dist
+    grads = [p.grad for p in model.parameters()]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= procs
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def die_with_parent():
+    """A training process ends when the one that started it does (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def train_process(rank, args, port):
+    torch.set_num_threads(args.threads)
+    if port is not None:
+        die_with_parent()
+        import torch.distributed as dist
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % port,
+                                rank=rank, world_size=args.procs)
+    lead = rank == 0                  # the process that prints, evaluates and saves
+
+    def say(*a):
+        if lead:
+            print(*a, flush=True)
+
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)      # the same initial weights in every process
+    rng = np.random.default_rng([args.seed, rank] if args.procs > 1 else args.seed)
 
     corpus = world.caption_corpus(np.random.default_rng([args.seed, 1]), 20000)
-    corpus_path = os.path.join(args.out, "captions.txt")
-    with open(corpus_path, "w") as f:
-        f.write("\n".join(corpus) + "\n")
     merges = train_bpe.learn_merges(corpus, N_MERGES)
     merges_path = os.path.join(args.out, "merges.txt")
-    train_bpe.write_merges(merges, merges_path)
-    tok = train_bpe.Tokenizer(train_bpe.read_merges(merges_path))
+    if lead:
+        with open(os.path.join(args.out, "captions.txt"), "w") as f:
+            f.write("\n".join(corpus) + "\n")
+        train_bpe.write_merges(merges, merges_path)
+    tok = train_bpe.Tokenizer(merges)
     cfg = json.loads(json.dumps(CONFIG))
     cfg["text_cfg"]["vocab_size"] = len(tok.vocab)
+    for key, value in args.set or []:
+        tower, name = key.split(".")
+        cfg[tower + "_cfg"][name] = value
     longest = max(len(tok.encode(t, 1000)) - tok.encode(t, 1000).count(0) for t in corpus)
-    print("bpe: %d merges, vocab %d; longest caption %d tokens" % (
-        len(merges), len(tok.vocab), longest), flush=True)
+    say("bpe: %d merges, vocab %d; longest caption %d tokens" % (len(merges), len(tok.vocab), longest))
     if longest > CONFIG["text_cfg"]["context_length"]:
         sys.exit("captions need %d tokens, more than the context length" % longest)
-    with open(os.path.join(args.out, "open_clip_config.json"), "w") as f:
-        json.dump(cfg, f, indent=4)
-        f.write("\n")
+    if lead:
+        with open(os.path.join(args.out, "open_clip_config.json"), "w") as f:
+            json.dump(cfg, f, indent=4)
+            f.write("\n")
 
+    workers = 2 if args.procs == 1 else 1
+    shard = (rank, args.procs)
     n_easy = int(args.images * args.easy_fraction)
-    easy, easy_facts = render_pool(args.seed + 500, n_easy, world.TRAIN_CLASSES, easy=True)
-    full, full_facts = render_pool(args.seed, args.images - n_easy, world.TRAIN_CLASSES)
+    easy, easy_facts = render_pool(args.seed + 500, n_easy, world.TRAIN_CLASSES, workers,
+                                   easy=True, shard=shard, other=args.other_colors)
+    full, full_facts = render_pool(args.seed, args.images - n_easy, world.TRAIN_CLASSES, workers,
+                                   shard=shard, other=args.other_colors)
     stages = [BatchSampler(easy, easy_facts, rng), BatchSampler(full, full_facts, rng)]
-    scenes, drawings = eval_sets(args.seed, args.eval_per_class)
-    print("rendered %d easy + %d full training scenes in %.0f s, cpu %.0f s" % (
-        n_easy, len(full), time.time() - t_start, cpu_seconds()), flush=True)
+    if lead:
+        scenes, drawings = eval_sets(args.seed, args.eval_per_class, workers)
+    say("rendered %d easy + %d full training scenes per process in %.0f s, cpu %.0f s" % (
+        len(easy), len(full), time.time() - t_start, cpu_seconds()))
 
     model = CLIP(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    print("model: %d parameters (%.1f MB fp32)" % (n_params, n_params * 4 / 1e6), flush=True)
+    say("model: %d parameters (%.1f MB fp32); %d steps x %d processes x %d pairs, %s" % (
+        n_params, n_params * 4 / 1e6, args.steps, args.procs, args.batch,
+        "bfloat16 autocast" if args.bf16 else "float32"))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -394,76 +463,115 @@ def train(args):
             texts.append(text)
             said.append(said_ids(sd))
         target = batch_targets(np.array([fact_ids(f) for f in img_facts]), np.array(said))
-        img = F.normalize(model.encode_image(to_tensor(pixels)), dim=-1)
-        txt = F.normalize(encode_captions(model, tok, texts), dim=-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+            img = model.encode_image(to_tensor(pixels))
+            txt = encode_captions(model, tok, texts)
+        img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T    # [images, captions]
         loss_i = -(F.log_softmax(logits, 1) * target / target.sum(1, keepdim=True)).sum(1).mean()
         loss_t = -(F.log_softmax(logits.T, 1) * target.T / target.T.sum(1, keepdim=True)).sum(1).mean()
         loss = (loss_i + loss_t) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.procs > 1:
+            average_gradients(model, args.procs)
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 25 == 0 or step == args.steps - 1:
-            print("step %d/%d loss %.3f scale %.1f lr %.2e  %.2f s/step, cpu %.0f s" % (
+            say("step %d/%d loss %.3f scale %.1f lr %.2e  %.2f s/step, cpu %.0f s" % (
                 step, args.steps, loss.item(), model.logit_scale.exp().item(), lr,
-                (time.time() - t_train) / (step + 1), cpu_seconds()), flush=True)
-        if (step + 1) % args.eval_every == 0 or step == args.steps - 1:
-            print("  eval: " + report("scenes", model, tok, scenes) + "; "
-                  + report("ordinary drawings", model, tok, drawings), flush=True)
+                (time.time() - t_train) / (step + 1), cpu_seconds()))
+        if lead and ((step + 1) % args.eval_every == 0 or step == args.steps - 1):
+            say("  eval: " + report("scenes", model, tok, scenes) + "; "
+                + report("ordinary drawings", model, tok, drawings))
             torch.save(model.openai_state_dict(), os.path.join(args.out, "partial.pt"))
 
-    ckpt = os.path.join(args.out, "demo.pt")
-    torch.save(model.openai_state_dict(), ckpt)
-    print("saved %s, open_clip_config.json, merges.txt in %s; total %.1f min wall, "
-          "%.1f min of CPU (all processes)" % (ckpt, args.out, (time.time() - t_start) / 60,
-                                              cpu_seconds() / 60), flush=True)
+    if lead:
+        ckpt = os.path.join(args.out, "demo.pt")
+        torch.save(model.openai_state_dict(), ckpt)
+        say("saved %s, open_clip_config.json, merges.txt in %s; total %.1f min wall, "
+            "%.1f min of CPU (this process)" % (ckpt, args.out, (time.time() - t_start) / 60,
+                                                cpu_seconds() / 60))
+
+
+def shrink(image, short_side):
+    """The image with its short side at most short_side (bicubic, as the reference resize),
+    so that the samples are small files: the model sees them as it sees any rendering of
+    that scene, which it shrinks to 64 pixels itself."""
+    w, h = image.size
+    if min(w, h) <= short_side:
+        return image
+    if w <= h:
+        return image.resize((short_side, int(short_side * h / w)), world.Image.BICUBIC)
+    return image.resize((int(short_side * w / h), short_side), world.Image.BICUBIC)
 
 
 def write_samples(args):
     """Held-out sample images: a different seed, all 32 classes (held-out ones included),
-    as small PNGs named colour_shape_NNN.png, plus labels.tsv and red_circle.png."""
+    rendered like training scenes and stored with a short side of at most
+    --sample-max-side pixels as PNGs named colour_shape_NNN.png, plus labels.tsv and
+    red_circle.png."""
     os.makedirs(args.samples, exist_ok=True)
     rng = np.random.default_rng([args.seed, 7])
     lines = ["file\tcolor\tshape\theld_out"]
     k = 0
     for rep in range(args.samples_per_class):
         for color, shape in world.CLASSES:
-            image, _ = world.render_scene(rng, color, shape, max_side=args.sample_max_side)
+            image, _ = world.render_scene(rng, color, shape)
             name = "%s_%s_%03d.png" % (color, shape, k)
-            image.save(os.path.join(args.samples, name), optimize=True)
+            shrink(image, args.sample_max_side).save(os.path.join(args.samples, name), optimize=True)
             lines.append("%s\t%s\t%s\t%d" % (name, color, shape, (color, shape) in world.HELD_OUT))
             k += 1
     with open(os.path.join(args.samples, "labels.tsv"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    image, _ = world.render_scene(np.random.default_rng([args.seed, 8]), "red", "circle",
-                                  max_side=args.sample_max_side, plain=True)
-    image.save(os.path.join(args.samples, "red_circle.png"), optimize=True)
+    image, _ = world.render_scene(np.random.default_rng([args.seed, 8]), "red", "circle", plain=True)
+    shrink(image, args.sample_max_side).save(os.path.join(args.samples, "red_circle.png"), optimize=True)
     print("wrote %d samples to %s" % (k + 1, args.samples))
+
+
+def cpu_has_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="build-demo", help="directory for demo.pt, config, merges")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=3400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--images", type=int, default=20000, help="rendered training scenes")
     ap.add_argument("--easy-fraction", type=float, default=0.2,
                     help="share of the rendered scenes that are easy (curriculum stage 1)")
-    ap.add_argument("--curriculum", type=float, default=0.25,
+    ap.add_argument("--curriculum", type=float, default=0.15,
                     help="share of the steps trained on easy scenes only")
-    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-per-class", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads; one thread costs the least CPU time per step")
+                    help="torch threads per process; one costs the least CPU time per step")
+    ap.add_argument("--other-colors", type=float, default=0.15,
+                    help="share of full-variety scenes drawn in an unnamed colour, shape-only captions")
+    ap.add_argument("--set", nargs=2, action="append", type=str, metavar=("TOWER.KEY", "INT"),
+                    help="override the architecture, e.g. --set vision.layers 6")
+    ap.add_argument("--bf16", type=int, choices=(0, 1), default=None,
+                    help="bfloat16 autocast for the training steps (default: 1 if the CPU has "
+                         "AVX-512 BF16 or AMX, where it halves the time; 0 = float32)")
+    ap.add_argument("--procs", type=int, default=2,
+                    help="training processes (data parallel): one per core")
     ap.add_argument("--samples", help="also write sample images to this directory")
     ap.add_argument("--samples-per-class", type=int, default=7)
-    ap.add_argument("--sample-max-side", type=int, default=64)
+    ap.add_argument("--sample-max-side", type=int, default=60)
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
+    args.set = [(k, int(v)) for k, v in args.set or []]
+    if args.bf16 is None:
+        args.bf16 = int(cpu_has_bf16())
     torch.set_num_threads(args.threads)
     if not args.no_train:
         train(args)
