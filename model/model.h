@@ -109,15 +109,13 @@ int model_bind(clip_model *model);
 void vision_forward(clip_context *ctx, const float *pixels, int n, float *out);
 void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out);
 
-/* One residual block over x [n_seq * seq_len, d_model]: n_seq independent sequences of
- * seq_len tokens each (attention never mixes sequences). With query_pos [n_seq], only token
- * query_pos[s] of sequence s is needed afterwards (a tower's last block: an image's class
- * token, a text's end token): attention runs for that query alone and the block leaves
- * those rows compacted in x [n_seq, d_model]. query_pos NULL: every token. */
-void transformer_block(clip_context *ctx, const clip_tower *tower, const clip_block *block,
-                       int n_seq, int seq_len, const int *query_pos, int causal);
-/* x row s * seq_len + pos[s] -> row s, for s < n_seq: what the last block leaves. */
-void model_keep_rows(float *x, int n_seq, int seq_len, const int *pos, int d);
+/* A tower's residual blocks over ctx->x [n_seq * seq_len, d_model]: n_seq independent
+ * sequences of seq_len tokens each (attention never mixes sequences). Only token keep[s] of
+ * sequence s is wanted at the end (an image's class token, a text's end token), so the last
+ * block computes that row alone past keys and values, and the tower leaves those rows
+ * compacted in ctx->x [n_seq, d_model] (model/transformer.c). */
+void tower_blocks(clip_context *ctx, const clip_tower *tower, int n_seq, int seq_len,
+                  const int *keep, int causal);
 
 /* Helpers shared by the towers (model/transformer.c): a linear layer through the context's
  * backend and pool, and LayerNorm over rows spread across the pool. */

@@ -44,14 +44,10 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
 
     /* Only the end token leaves the last block, compacted to x rows 0..n-1. */
-    for (int l = 0; l < t->tower.n_layers; l++) {
-        const int last = l == t->tower.n_layers - 1;
-        transformer_block(ctx, &t->tower, &t->tower.blocks[l], n, seq_len, last ? eot : NULL, 1);
-    }
-    if (t->tower.n_layers == 0) model_keep_rows(x, n, seq_len, eot, d);
+    tower_blocks(ctx, &t->tower, n, seq_len, eot, 1);
 
+    model_layernorm(ctx, ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
     t0 = model_now_ms();
-    layernorm(ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
     model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

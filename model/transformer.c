@@ -38,7 +38,7 @@ void model_linear(clip_context *ctx, float *y, const float *x, const float *w, c
     gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
 }
 
-void model_keep_rows(float *x, int n_seq, int seq_len, const int *pos, int d) {
+static void keep_rows(float *x, int n_seq, int seq_len, const int *pos, int d) {
     /* row s * seq_len + pos[s] -> row s; in ascending order no source is overwritten
      * before it is read (source s' >= s' * seq_len >= destination s') */
     for (int s = 0; s < n_seq; s++)
@@ -107,8 +107,8 @@ static void attention_task(void *arg, int task, int thread) {
 }
 
 /* ---- The block ---------------------------------------------------------------------------- */
-void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
-                       int seq_len, const int *query_pos, int causal) {
+static void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
+                              int seq_len, const int *query_pos, int causal) {
     const int d = tw->d_model, f = tw->d_mlp, n_tokens = n_seq * seq_len;
     const gemm_activation act = tw->activation == CLIP_ACT_GELU ? GEMM_ACT_GELU : GEMM_ACT_QUICK_GELU;
     float *x = ctx->x, *h = ctx->h;
@@ -126,7 +126,7 @@ void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block
     threadpool_run(ctx->pool, n_seq * tw->n_heads, attention_task, &job);
     int n_rows = n_tokens;
     if (query_pos) {
-        model_keep_rows(x, n_seq, seq_len, query_pos, d);
+        keep_rows(x, n_seq, seq_len, query_pos, d);
         n_rows = n_seq;
     }
     ctx->stage_ms[STAGE_ATTENTION] += model_now_ms() - t0;
@@ -141,4 +141,13 @@ void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block
     model_linear(ctx, ctx->mlp, h, b->fc1_w, b->fc1_b, n_rows, d, f, 0, act);
     model_linear(ctx, x, ctx->mlp, b->fc2_w, b->fc2_b, n_rows, f, d, 1, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_MLP] += model_now_ms() - t0;
+}
+
+/* ---- The tower's blocks ------------------------------------------------------------------- */
+void tower_blocks(clip_context *ctx, const clip_tower *tw, int n_seq, int seq_len, const int *keep,
+                  int causal) {
+    for (int l = 0; l < tw->n_layers; l++)
+        transformer_block(ctx, tw, &tw->blocks[l], n_seq, seq_len, l == tw->n_layers - 1 ? keep : NULL,
+                          causal);
+    if (tw->n_layers == 0) keep_rows(ctx->x, n_seq, seq_len, keep, tw->d_model);
 }

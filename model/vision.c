@@ -58,11 +58,7 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     /* Only the class token (position 0) leaves the last block, compacted to x rows 0..n-1. */
     int class_pos[n];
     memset(class_pos, 0, sizeof class_pos);
-    for (int l = 0; l < v->tower.n_layers; l++) {
-        const int last = l == v->tower.n_layers - 1;
-        transformer_block(ctx, &v->tower, &v->tower.blocks[l], n, n_tokens, last ? class_pos : NULL, 0);
-    }
-    if (v->tower.n_layers == 0) model_keep_rows(x, n, n_tokens, class_pos, d);
+    tower_blocks(ctx, &v->tower, n, n_tokens, class_pos, 0);
 
     /* The class token summarizes the image. */
     model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);
