@@ -8,7 +8,9 @@ each tensor, and of everything from byte 16 up to the data) are known only once 
 has been written, so the directory and the header are written again at the end.
 """
 
+import array
 import struct
+import sys
 import zlib
 
 from tensor_data import FormatError, f32_le_bytes, numel_of
@@ -129,8 +131,6 @@ class ClipFile:
     tensors: {name: (shape, offset, size)}; read(name) -> (shape, array('f'))."""
 
     def __init__(self, path):
-        import array
-        self._array = array.array
         self.path = path
         with open(path, "rb") as f:
             self.data = f.read()
@@ -195,8 +195,8 @@ class ClipFile:
 
     def read(self, name):
         shape, offset, size = self.tensors[name]
-        values = self._array("f")
+        values = array.array("f")
         values.frombytes(self.data[offset:offset + size])
-        if struct.pack("=I", 1) != struct.pack("<I", 1):
+        if sys.byteorder == "big":
             values.byteswap()
         return shape, values

@@ -49,6 +49,8 @@ PALETTE = {
     "white": [(255, 255, 255), (245, 245, 245), (250, 250, 240), (235, 235, 235)],
     "black": [(0, 0, 0), (20, 20, 20), (35, 35, 35), (10, 10, 30)],
 }
+PALETTE_NAMES = [n for n in PALETTE for _ in PALETTE[n]]                      # per entry
+PALETTE_RGB = np.array([v for n in PALETTE for v in PALETTE[n]], np.float32)  # [entries, 3]
 # Colour names a plain background may be called by in a caption.
 BG_NAMES = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128),
             **{c: PALETTE[c][0] for c in COLORS if c not in ("white", "black")}}
@@ -114,12 +116,10 @@ def other_color(rng, shape, min_distance=80.0, min_hue_gap=35.0):
     colour's hues (nor one nearest to it), so held-out combinations stay unseen."""
     held = {c for c, s in HELD_OUT if s == shape}
     held_hues = [h for c in held for h, sat in map(hue, PALETTE[c]) if sat > 0.2]
-    names = [n for n in PALETTE for _ in PALETTE[n]]
-    entries = np.array([v for n in PALETTE for v in PALETTE[n]], np.float32)
     while True:
         c = rng.uniform(0, 255, 3).astype(np.float32)
-        d = np.linalg.norm(entries - c, axis=1)
-        if d.min() < min_distance or names[int(d.argmin())] in held:
+        d = np.linalg.norm(PALETTE_RGB - c, axis=1)
+        if d.min() < min_distance or PALETTE_NAMES[int(d.argmin())] in held:
             continue
         h, sat = hue(c)
         if sat > 0.2 and any(min(abs(h - x), 360 - abs(h - x)) < min_hue_gap for x in held_hues):
