@@ -21,6 +21,7 @@ Steps, all from one seed:
          colour alone cannot solve a batch;
        - attribute-isolating captions: "a star", "something red" are positives for every
          star / red image of the batch, a shape signal independent of colour.
+     Each scene of a batch is mirrored or shifted by a few pixels at random (--shift).
      Two processes (one per core, --procs) each draw their own batch of 64 and average
      gradients after every step; bfloat16 autocast where the CPU has it (--bf16).
   4. demo.pt (torch.save(state_dict), OpenAI key names) + open_clip_config.json + merges.txt
@@ -339,6 +340,38 @@ class BatchSampler:
         return self.pixels[idx], [self.facts[i] for i in idx]
 
 
+# Augmentation. The model sees each pre-rendered scene some 20 times, and fits the
+# training scenes (97% top-1) better than fresh ones (91%). A mirror image and a shift of a
+# few pixels are new scenes for free: the shape lands at another phase of the 8-pixel patch
+# grid, which is exactly what a small shape needs to be recognised anywhere.
+
+MIRROR = {"left": "right", "right": "left", "top left": "top right", "top right": "top left",
+          "bottom left": "bottom right", "bottom right": "bottom left"}
+
+
+def augment(rng, pixels, facts, max_shift):
+    """uint8 [n, 64, 64, 3] -> the same scenes, each mirrored left-right half the time and
+    (the other half independently) shifted by up to max_shift pixels, edges repeated; a mirrored scene's position fact
+    is mirrored, a shifted one's dropped (it might have crossed a position boundary)."""
+    n, h, w, _ = pixels.shape
+    m = max_shift
+    padded = np.pad(pixels, ((0, 0), (m, m), (m, m), (0, 0)), mode="edge")
+    out = np.empty_like(pixels)
+    new_facts = []
+    for i in range(n):
+        dy, dx = rng.integers(0, 2 * m + 1, size=2) if rng.random() < 0.5 else (m, m)
+        img = padded[i, dy:dy + h, dx:dx + w]
+        f = dict(facts[i])
+        if rng.random() < 0.5:
+            img = img[:, ::-1]
+            f["pos"] = MIRROR.get(f["pos"], f["pos"])
+        if dy != m or dx != m:
+            f["pos"] = None
+        out[i] = img
+        new_facts.append(f)
+    return out, new_facts
+
+
 # ---------------------------------------------------------------------------------------
 
 def cpu_seconds():
@@ -457,6 +490,8 @@ def train_process(rank, args, port):
         # easy ones mixed in so the first stage is not forgotten.
         stage = stages[0] if step < easy_steps or rng.random() < 0.1 else stages[1]
         pixels, img_facts = stage.batch(args.batch, step)
+        if args.shift >= 0:
+            pixels, img_facts = augment(rng, pixels, img_facts, args.shift)
         texts, said = [], []
         for f in img_facts:
             text, sd = world.caption(rng, f)
@@ -551,6 +586,8 @@ def main():
                     help="share of the rendered scenes that are easy (curriculum stage 1)")
     ap.add_argument("--curriculum", type=float, default=0.15,
                     help="share of the steps trained on easy scenes only")
+    ap.add_argument("--shift", type=int, default=3,
+                    help="augmentation: random mirror and shift by up to this many pixels (-1: none)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-per-class", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1,
