@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,7 +518,18 @@ void weightfile_close(weightfile *wf) {
     memcpy(wf->path, path, sizeof path);
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
 int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t) {
+    /* Map the tensor's pages in one call before reading them: for a file in the page
+     * cache this is 2-3x cheaper than taking a page fault per 4 KB (or per fault-around
+     * window), and setting up the page tables is most of what a first read costs. Advice
+     * only: an older kernel refuses it and the reads fault as usual. */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (uintptr_t)t->data & ~(page - 1), end = (uintptr_t)t->data + (size_t)t->size;
+    if (t->size) madvise((void *)first, end - first, MADV_POPULATE_READ);
     uint32_t actual = adler32(1, t->data, (size_t)t->size);
     if (actual == t->checksum || WF_SKIP_CHECKSUMS) return CLIP_OK;
     return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' checksum mismatch (stored %08x, computed %08x): the file is damaged",

@@ -4,6 +4,7 @@
  * model/bind.c, the towers run in model/vision.c and model/text.c.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,11 +27,8 @@ int clip_model_load(const char *path, clip_model **out) {
         return rc;
     }
     m->config = m->file.config;
-    const wf_tokenizer *wt = &m->file.tokenizer;
-    tokenizer_vocab vocab = {wt->n_vocab, wt->tokens, wt->token_lens, wt->n_merges, wt->merges,
-                             wt->sot_id, wt->eot_id};
-    if ((rc = model_bind(m)) == CLIP_OK && (rc = tokenizer_new(&vocab, &m->tokenizer)) != CLIP_OK)
-        clip_error_prefix(path);
+    m->tokenizer = calloc(1, sizeof *m->tokenizer);
+    rc = m->tokenizer ? model_bind(m) : clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", path);
     if (rc == CLIP_OK) rc = model_verify_init(m);
     if (rc) {
         clip_model_free(m);
@@ -45,7 +43,8 @@ void clip_model_free(clip_model *m) {
     model_verify_free(m);
     free(m->vision.tower.blocks);
     free(m->text.tower.blocks);
-    tokenizer_free(m->tokenizer);
+    if (m->tokenizer) tokenizer_free(m->tokenizer->tokenizer);
+    free(m->tokenizer);
     weightfile_close(&m->file);
     free(m);
 }
@@ -53,8 +52,29 @@ void clip_model_free(clip_model *m) {
 const clip_config *clip_model_config(const clip_model *m) { return &m->config; }
 
 /* ---- Inputs ------------------------------------------------------------------------------ */
+/* The tokenizer's tables, built on first use (see model_tokenizer in model.h). */
+static int model_tokenizer_get(const clip_model *m, clip_tokenizer **out) {
+    model_tokenizer *t = m->tokenizer;
+    if (!t->built) {
+        const wf_tokenizer *wt = &m->file.tokenizer;
+        tokenizer_vocab vocab = {wt->n_vocab, wt->tokens, wt->token_lens, wt->n_merges, wt->merges,
+                                 wt->sot_id, wt->eot_id};
+        t->built = 1;
+        t->status = tokenizer_new(&vocab, &t->tokenizer);
+        if (t->status != CLIP_OK) {
+            clip_error_prefix(m->file.path);
+            snprintf(t->message, sizeof t->message, "%s", clip_last_error());
+        }
+    }
+    *out = t->tokenizer;
+    return t->status ? clip_fail(t->status, "%s", t->message) : CLIP_OK;
+}
+
 int clip_tokenize(const clip_model *m, const char *text, size_t len, int32_t *ids) {
-    int n = tokenizer_encode(m->tokenizer, text, len, ids, m->config.text_context);
+    clip_tokenizer *tok;
+    int rc = model_tokenizer_get(m, &tok);
+    if (rc) return rc;
+    int n = tokenizer_encode(tok, text, len, ids, m->config.text_context);
     return n < 0 ? n : CLIP_OK;
 }
 

@@ -83,7 +83,10 @@ int clip_model_verify(const clip_model *model);
 
 /* Tokenize `len` bytes of text (any bytes; invalid UTF-8 is replaced as Python does) into
  * exactly text_context ids: start token, BPE tokens, end token, zero padding. A text too
- * long is truncated, keeping the end token. Not thread-safe (the tokenizer caches words). */
+ * long is truncated, keeping the end token. Not thread-safe (the tokenizer caches words).
+ * The first call builds the tokenizer's tables from the file (a few milliseconds, which a
+ * process that only embeds images never pays); a vocabulary that fails their checks is
+ * reported by that call and every later one. */
 int clip_tokenize(const clip_model *model, const char *text, size_t len, int32_t *ids);
 
 /* Decode an image file and preprocess it exactly as the reference does:

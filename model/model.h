@@ -51,12 +51,22 @@ typedef struct {
 
 typedef struct model_verifier model_verifier;
 
+/* The tokenizer's tables cost milliseconds to build and an image-only process never needs
+ * them, so they are built when the first text is tokenized; a vocabulary that fails its
+ * checks fails that call and every later one, with the same message. */
+typedef struct {
+    int built;
+    int status;                      /* CLIP_OK or the failure's code */
+    clip_tokenizer *tokenizer;
+    char message[512];
+} model_tokenizer;
+
 struct clip_model {
     weightfile file;
     clip_config config;
     clip_vision vision;
     clip_text text;
-    clip_tokenizer *tokenizer;
+    model_tokenizer *tokenizer;      /* built by the first clip_tokenize (model/clip.c) */
     model_verifier *verifier;        /* the background checksum check (model/verify.c) */
 };
 

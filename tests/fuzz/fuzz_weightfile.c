@@ -3,9 +3,9 @@
  * The input bytes are a whole .clip file (docs/FORMAT.md). They go through the public
  * clip_model_load(), so everything a model file reaches is fuzzed: the header and section
  * bounds, the config and its relations, the tokenizer section, the tensor directory
- * (io/weightfile.c), tensor binding and shape checks (model/bind.c) and the tokenizer's
- * tables (tokenizer_new). A model that loads is then used to tokenize a text, which walks
- * the vocabulary and merges it accepted.
+ * (io/weightfile.c) and tensor binding and shape checks (model/bind.c). A model that loads
+ * is then used to tokenize a text, which builds the tokenizer's tables (tokenizer_new, on
+ * first use) and walks the vocabulary and merges they accepted.
  *
  * clip_model_load() maps a file by path, so the bytes are written to an anonymous
  * in-memory file (memfd) and opened as /proc/self/fd/N: no disk traffic per input.
