@@ -156,6 +156,38 @@ START_TEST(named_errors) {
 }
 END_TEST
 
+/* The tokenizer's tables are built by the first clip_tokenize, so a vocabulary that fails
+ * their checks (here: the symbol of byte '!' renamed, so no token spells it) loads, and
+ * then fails that call and every later one with the same message. */
+START_TEST(vocabulary_checked_at_first_tokenize) {
+    load_good();
+    weightfile wf;
+    ck_assert_int_eq(weightfile_open(test_model("golden-openai.clip"), &wf), CLIP_OK);
+    ck_assert_uint_eq(wf.tokenizer.token_lens[0], 1);
+    ck_assert_int_eq(wf.tokenizer.tokens[0][0], '!');
+    size_t at = (size_t)((const unsigned char *)wf.tokenizer.tokens[0] - wf.map);
+    weightfile_close(&wf);
+    unsigned char *bad = malloc(good_size);
+    memcpy(bad, good, good_size);
+    bad[at] = '"';
+    reseal(bad, good_size);
+    const char *path = write_variant(bad, good_size);
+    clip_model *model = NULL;
+    ck_assert_int_eq(clip_model_load(path, &model), CLIP_OK);
+    int32_t ids[77];
+    char first[512];
+    ck_assert_int_eq(clip_tokenize(model, "a cat", 5, ids), CLIP_ERR_FORMAT);
+    snprintf(first, sizeof first, "%s", clip_last_error());
+    ck_assert_ptr_nonnull(strstr(first, path));
+    ck_assert_ptr_nonnull(strstr(first, "byte 0x21"));
+    ck_assert_int_eq(clip_tokenize(model, "a dog", 5, ids), CLIP_ERR_FORMAT);
+    ck_assert_str_eq(clip_last_error(), first);
+    clip_model_free(model);
+    unlink(path);
+    free(bad);
+}
+END_TEST
+
 START_TEST(not_a_file) {
     clip_model *m;
     ck_assert_int_eq(clip_model_load("/nonexistent/model.clip", &m), CLIP_ERR_IO);
@@ -172,6 +204,7 @@ Suite *suite(void) {
     tcase_add_test(tc, truncations_fail_cleanly);
     tcase_add_test(tc, byte_flips_never_crash);
     tcase_add_test(tc, named_errors);
+    tcase_add_test(tc, vocabulary_checked_at_first_tokenize);
     tcase_add_test(tc, not_a_file);
     suite_add_tcase(s, tc);
     return s;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
-# Usage: tools/deps.sh build|test|fuzz|bench
+# Usage: tools/deps.sh build|test|fuzz|bench|train
+#   train: Debian's PyTorch, numpy and PIL for /usr/bin/python3 (make demo-model).
 #   fuzz: what `make test` needs beyond the unit tests: clang with libFuzzer and the
 #         sanitizer runtimes (make fuzz), valgrind (make valgrind).
 # Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise
@@ -27,6 +28,9 @@ case "${1:-build}" in
            check_pkg valgrind 'command -v valgrind' ;;
     bench) check_pkg hyperfine 'command -v hyperfine'
            check_pkg python3 'command -v python3' ;;
+    train) check_pkg python3-torch '/usr/bin/python3 -c "import torch"'
+           check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
+           check_pkg python3-pil '/usr/bin/python3 -c "import PIL"' ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

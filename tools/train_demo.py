@@ -40,10 +40,16 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    import PIL  # noqa: F401  (demo_world draws with it)
+except ImportError as e:
+    sys.exit("train_demo: needs PyTorch, numpy and PIL (%s); on Debian: apt-get install "
+             "python3-torch python3-numpy python3-pil, then run it with /usr/bin/python3 "
+             "(or: make demo-model)" % e)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import demo_world as world  # noqa: E402
