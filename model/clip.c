@@ -59,8 +59,10 @@ static int model_tokenizer_get(const clip_model *m, clip_tokenizer **out) {
         const wf_tokenizer *wt = &m->file.tokenizer;
         tokenizer_vocab vocab = {wt->n_vocab, wt->tokens, wt->token_lens, wt->n_merges, wt->merges,
                                  wt->sot_id, wt->eot_id};
+        int rc = tokenizer_new(&vocab, &t->tokenizer);
+        if (rc == CLIP_ERR_NOMEM) return rc;        /* not the file's fault: try again next time */
         t->built = 1;
-        t->status = tokenizer_new(&vocab, &t->tokenizer);
+        t->status = rc;
         if (t->status != CLIP_OK) {
             clip_error_prefix(m->file.path);
             snprintf(t->message, sizeof t->message, "%s", clip_last_error());

@@ -53,7 +53,8 @@ typedef struct model_verifier model_verifier;
 
 /* The tokenizer's tables cost milliseconds to build and an image-only process never needs
  * them, so they are built when the first text is tokenized; a vocabulary that fails its
- * checks fails that call and every later one, with the same message. */
+ * checks fails that call and every later one, with the same message (running out of
+ * memory is not remembered: the next call tries again). */
 typedef struct {
     int built;
     int status;                      /* CLIP_OK or the failure's code */
