@@ -36,9 +36,11 @@ esac
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "deps: installing$need" >&2
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -qq $need >/dev/null 2>&1; then
-        apt-get update -qq >/dev/null 2>&1
-        apt-get install -y -qq $need >/dev/null || { echo "deps: apt-get install$need failed" >&2; exit 1; }
+    # Another apt-get may hold the lock (make -j runs two deps steps at once): wait for it.
+    wait_lock="-o DPkg::Lock::Timeout=600"
+    if ! apt-get install $wait_lock -y -qq $need >/dev/null 2>&1; then
+        apt-get $wait_lock update -qq >/dev/null 2>&1
+        apt-get install $wait_lock -y -qq $need >/dev/null || { echo "deps: apt-get install$need failed" >&2; exit 1; }
     fi
     exit 0
 fi
