@@ -19,7 +19,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
 CFLAGS  += $(shell pkg-config --cflags openblas 2>/dev/null)
 # OpenBLAS is not linked: kernels/linear.c loads it (dlopen) only for --gemm openblas.
-LDLIBS  += -ldl -lm -lpthread
+LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 BUILD   ?= build
 PYTHON  ?= python3
 # Sanitizer variants build the same sources with SANITIZE=address,undefined (see `asan`).

@@ -33,6 +33,15 @@ typedef struct {
     const char *file;            /* -f */
     const char *gemm;            /* --gemm */
     int top, threads, batch, iters, raw, json, null_sep, ids, help;
+    const char **excludes;       /* --exclude GLOB, repeatable */
+    int n_excludes;
+    const char *image;           /* --image (search) */
+    const char *html;            /* --html (search) */
+    const char *npy, *paths, *jsonl;  /* export */
+    const char *paths_out;       /* --paths-out (embed-image) */
+    const char *labels_file;     /* --labels FILE (classify) */
+    int shard_i, shard_n;        /* --shard I/N; shard_n 0 = no sharding */
+    int keep_going, no_truncate;
 } args;
 
 
@@ -61,6 +70,10 @@ typedef struct {
     clip_context *ctx;
     const clip_config *cfg;
     int ids_input;               /* texts are token ids (--ids) */
+    int no_truncate;             /* a text longer than the context is an error */
+    int n_truncated;             /* texts cut to the context: one warning at the end */
+    char first_truncated[48];
+    int threads_asked;           /* -t beyond the cores: capped, one note at the end */
 } session;
 
 /* need_context: also a context for a (threads, batch, --gemm) of the command line. */
@@ -69,6 +82,8 @@ void close_session(session *s);
 int ends_with(const char *s, const char *suffix);
 /* An image file, or a .npy already preprocessed to float32 [3, S, S]: pixels [3, S, S]. */
 int load_pixels(const session *s, const char *path, float *pixels);
+/* The same without printing: on failure returns 1 with the message in msg (--keep-going). */
+int load_pixels_msg(const session *s, const char *path, float *pixels, char *msg, size_t msg_size);
 int embed_image(session *s, const char *path, float *pixels, float *embed);
 /* "49406 320 1125 49407": token ids given directly (--ids), zero padded to the context. */
 int parse_ids(const session *s, const char *text, size_t len, int32_t *ids);
@@ -76,6 +91,31 @@ int parse_ids(const session *s, const char *text, size_t len, int32_t *ids);
 int text_ids(session *s, const char *text, size_t len, int32_t *ids);
 int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *embed);
 int write_embeddings(const char *path, const float *data, int n, int dim);
+
+/* A warning line "clip_run: warning: ..." (the work goes on). */
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The number of cores this process may run on. */
+int cpu_count(void);
+
+/* ---- Image lists: files, directories walked recursively, -f LIST (cli_files.c) ----------- */
+typedef struct {
+    char *path;
+    int64_t size, mtime_ns;      /* from stat() */
+} file_item;
+
+typedef struct {
+    file_item *items;
+    int n, cap;
+} file_list;
+
+/* An image file name by its extension: .jpg .jpeg .png .bmp .gif .ppm .pgm, any case. */
+int is_image_name(const char *name);
+/* PATHs (a->pos[first_pos..]) and the lines of -f LIST: a file is taken as named, a
+ * directory is walked recursively (sorted, image extensions only, symlinked directories
+ * not followed), --exclude GLOBs dropped. absolute: store absolute paths. A missing PATH
+ * is an error (exit 1); so is an empty result unless allow_empty. */
+int gather_files(const args *a, int first_pos, int absolute, int allow_empty, file_list *out);
+void free_files(file_list *l);
 
 /* ---- Commands (cmd_*.c) ------------------------------------------------------------------ */
 int cmd_info(args *a);         /* cmd_info.c */
@@ -86,5 +126,9 @@ int cmd_embed_image(args *a);
 int cmd_embed_text(args *a);
 int cmd_classify(args *a);     /* cmd_classify.c */
 int cmd_score(args *a);
+int cmd_index(args *a);        /* cmd_search.c */
+int cmd_search(args *a);
+int cmd_export(args *a);
+int cmd_merge(args *a);
 
 #endif

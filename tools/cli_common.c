@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <unistd.h>
 
 #include "../io/npy.h"
 #include "../kernels/gemm.h"
@@ -25,7 +27,12 @@ int usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
+/* Set by every error: notes and warnings kept for the end of a run are then not printed,
+ * so a failure stays one line on stderr. */
+static int cli_failed;
+
 int fail(const char *fmt, ...) {
+    cli_failed = 1;
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "clip_run: error: ");
@@ -45,7 +52,8 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
     a->top = -1;
     a->pos = calloc((size_t)argc + 1, sizeof(char *));
     a->labels = calloc((size_t)argc + 1, sizeof(char *));
-    if (!a->pos || !a->labels) return fail("out of memory");
+    a->excludes = calloc((size_t)argc + 1, sizeof(char *));
+    if (!a->pos || !a->labels || !a->excludes) return fail("out of memory");
     int only_positional = 0;
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
@@ -60,10 +68,14 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
             {"-o", "--output", 'o'}, {"-l", "--label", 'l'}, {"-f", "--file", 'f'},
             {"-t", "--threads", 't'}, {NULL, "--template", 'T'}, {NULL, "--top", 'k'},
             {NULL, "--batch", 'b'}, {NULL, "--iters", 'n'}, {NULL, "--gemm", 'g'},
+            {"-k", "--top", 'k'}, {NULL, "--exclude", 'x'}, {NULL, "--image", 'I'},
+            {NULL, "--html", 'H'}, {NULL, "--shard", 'S'}, {NULL, "--npy", 'N'},
+            {NULL, "--paths", 'P'}, {NULL, "--jsonl", 'J'}, {NULL, "--paths-out", 'p'},
+            {NULL, "--labels", 'L'},
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
-            {NULL, "--ids", 'i'},
+            {NULL, "--ids", 'i'}, {NULL, "--keep-going", 'K'}, {NULL, "--no-truncate", 'U'},
         };
         char key = 0;
         const char *value = NULL;
@@ -95,11 +107,33 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
                 return usage_error(cmd, "--gemm takes native or openblas, not '%s'", value);
             a->gemm = value;
             break;
+        case 'x': a->excludes[a->n_excludes++] = value; break;
+        case 'I': a->image = value; break;
+        case 'H': a->html = value; break;
+        case 'N': a->npy = value; break;
+        case 'P': a->paths = value; break;
+        case 'J': a->jsonl = value; break;
+        case 'p': a->paths_out = value; break;
+        case 'L': a->labels_file = value; break;
+        case 'S': {
+            long i_ = -1, n_ = -1;
+            char *slash;
+            errno = 0;
+            i_ = strtol(value, &slash, 10);
+            if (slash != value && *slash == '/') n_ = strtol(slash + 1, &end, 10);
+            if (errno || n_ < 1 || n_ > 1000000 || *end || end == slash + 1 || i_ < 0 || i_ >= n_)
+                return usage_error(cmd, "--shard takes I/N with 0 <= I < N (e.g. 0/4), not '%s'", value);
+            a->shard_i = (int)i_;
+            a->shard_n = (int)n_;
+            break;
+        }
         case 't': case 'k': case 'b': case 'n': {
+            /* --batch is bounded by what a context can hold; -k by a sane output size. */
+            const long max = key == 'b' ? CLIP_MAX_BATCH : key == 'k' ? 1000000 : 4096;
             errno = 0;
             long v = strtol(value, &end, 10);
-            if (errno || *end || end == value || v < 1 || v > 4096)
-                return usage_error(cmd, "%s needs a whole number from 1 to 4096, not '%s'", s, value);
+            if (errno || *end || end == value || v < 1 || v > max)
+                return usage_error(cmd, "%s needs a whole number from 1 to %ld, not '%s'", s, max, value);
             if (key == 't') a->threads = (int)v;
             else if (key == 'b') a->batch = (int)v;
             else if (key == 'n') a->iters = (int)v;
@@ -110,6 +144,8 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         case 'j': a->json = 1; break;
         case '0': a->null_sep = 1; break;
         case 'i': a->ids = 1; break;
+        case 'K': a->keep_going = 1; break;
+        case 'U': a->no_truncate = 1; break;
         }
     }
     return 0;
@@ -118,6 +154,25 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
 void free_args(args *a) {
     free(a->pos);
     free(a->labels);
+    free(a->excludes);
+}
+
+void warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "clip_run: warning: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cpu_count(void) {
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 /* ---- Texts: from the command line and from -f FILE (one per line, or NUL-separated) ---- */
@@ -175,6 +230,16 @@ int gather_texts(const args *a, int first_pos, text_list *t) {
             size_t len = i - start;
             if (!(i == file_len && len == 0)) { /* no empty text after a final separator */
                 if (!a->null_sep && len && t->buffer[start + len - 1] == '\r') len--;
+                /* A blank line is almost always a stray newline, not a text to embed. With
+                 * -0 every entry is deliberate, so an empty one is kept. */
+                size_t k = 0;
+                while (!a->null_sep && k < len && strchr(" \t\v\f", t->buffer[start + k])) k++;
+                if (!a->null_sep && k == len) {
+                    size_t line = 1;
+                    for (size_t c = 0; c < start; c++) line += t->buffer[c] == '\n';
+                    return usage_error(a->cmd, "%s: line %zu is blank (an empty text); remove it, or use -0 "
+                                       "for NUL-separated texts", a->file, line);
+                }
                 t->text[t->n] = t->buffer + start;
                 t->len[t->n++] = len;
             }
@@ -223,14 +288,33 @@ int open_session(const char *path, const args *a, int need_context, session *s) 
     memset(s, 0, sizeof *s);
     if (clip_model_load(path, &s->model) != CLIP_OK) return api_fail();
     s->cfg = clip_model_config(s->model);
+    s->no_truncate = a->no_truncate;
     if (!need_context) return 0;
-    if (clip_context_new(s->model, a->threads, a->batch > 0 ? a->batch : 1, &s->ctx) != CLIP_OK)
+    /* More threads than cores only adds switching: -t 999 once ran 300x slower than -t 2. */
+    int threads = a->threads;
+    const int cores = cpu_count();
+    if (threads > cores) {
+        s->threads_asked = threads;
+        threads = cores;
+    }
+    if (clip_context_new(s->model, threads, a->batch > 0 ? a->batch : 1, &s->ctx) != CLIP_OK)
         return api_fail();
     if (a->gemm && clip_context_set_gemm(s->ctx, a->gemm) != CLIP_OK) return api_fail();
     return 0;
 }
 
 void close_session(session *s) {
+    if (!cli_failed && s->threads_asked && s->ctx) {
+        const int cores = clip_context_threads(s->ctx);
+        fprintf(stderr, "clip_run: note: -t %d is more than the %d core%s this process may use; used %d\n",
+                s->threads_asked, cores, cores == 1 ? "" : "s", cores);
+    }
+    /* The reference refuses texts longer than the context unless asked to truncate: say it
+     * once, not per text. */
+    if (!cli_failed && s->n_truncated)
+        warn("%d text%s longer than the model's context of %d tokens %s truncated (the first: '%s'); "
+             "--no-truncate makes this an error", s->n_truncated, s->n_truncated == 1 ? "" : "s",
+             s->cfg->text_context, s->n_truncated == 1 ? "was" : "were", s->first_truncated);
     clip_context_free(s->ctx);
     clip_model_free(s->model);
 }
@@ -241,23 +325,39 @@ int ends_with(const char *s, const char *suffix) {
 }
 
 /* An image file, or a .npy already preprocessed to float32 [3, S, S]: pixels [3, S, S]. */
-int load_pixels(const session *s, const char *path, float *pixels) {
+int load_pixels_msg(const session *s, const char *path, float *pixels, char *msg, size_t msg_size) {
     const int size = s->cfg->image_size;
-    if (!ends_with(path, ".npy"))
-        return clip_image_load(s->model, path, pixels) == CLIP_OK ? 0 : api_fail();
+    if (!ends_with(path, ".npy")) {
+        if (clip_image_load(s->model, path, pixels) == CLIP_OK) return 0;
+        snprintf(msg, msg_size, "%s", clip_last_error());
+        return 1;
+    }
     npy_array a;
-    if (npy_read(path, &a) != CLIP_OK) return api_fail();
+    if (npy_read(path, &a) != CLIP_OK) {
+        snprintf(msg, msg_size, "%s", clip_last_error());
+        return 1;
+    }
     int rc = 0;
     int lead = a.n_dims == 4 && a.dims[0] == 1; /* accept [1, 3, S, S] too */
     if (a.dtype != NPY_F32 || a.n_dims != 3 + lead || a.dims[lead] != 3 ||
-        a.dims[lead + 1] != size || a.dims[lead + 2] != size)
-        rc = fail("%s: expected a float32 array of shape [3, %d, %d] (a preprocessed image)", path,
-                  size, size);
+        a.dims[lead + 1] != size || a.dims[lead + 2] != size) {
+        snprintf(msg, msg_size, "%s: expected a float32 array of shape [3, %d, %d] (a preprocessed image)", path,
+                 size, size);
+        rc = 1;
+    }
     for (size_t i = 0; !rc && i < a.n_elems; i++)
-        if (!isfinite(((float *)a.data)[i])) rc = fail("%s: contains NaN or infinity", path);
+        if (!isfinite(((float *)a.data)[i])) {
+            snprintf(msg, msg_size, "%s: contains NaN or infinity", path);
+            rc = 1;
+        }
     if (!rc) memcpy(pixels, a.data, sizeof(float) * a.n_elems);
     npy_free(&a);
     return rc;
+}
+
+int load_pixels(const session *s, const char *path, float *pixels) {
+    char msg[1024];
+    return load_pixels_msg(s, path, pixels, msg, sizeof msg) ? fail("%s", msg) : 0;
 }
 
 int embed_image(session *s, const char *path, float *pixels, float *embed) {
@@ -302,5 +402,16 @@ int write_embeddings(const char *path, const float *data, int n, int dim) {
 /* Token ids of one text: tokenized, or parsed with --ids. */
 int text_ids(session *s, const char *text, size_t len, int32_t *ids) {
     if (s->ids_input) return parse_ids(s, text, len, ids);
-    return clip_tokenize(s->model, text, len, ids) == CLIP_OK ? 0 : api_fail();
+    int truncated = 0;
+    if (clip_tokenize_check(s->model, text, len, ids, &truncated) != CLIP_OK) return api_fail();
+    if (!truncated) return 0;
+    char excerpt[48];   /* the text's start on one line */
+    size_t n = len < 40 ? len : 40;
+    for (size_t i = 0; i < n; i++) excerpt[i] = (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+    strcpy(excerpt + n, len > 40 ? "..." : "");
+    if (s->no_truncate)
+        return fail("text '%s' is longer than the model's context of %d tokens (--no-truncate)", excerpt,
+                    s->cfg->text_context);
+    if (s->n_truncated++ == 0) memcpy(s->first_truncated, excerpt, sizeof excerpt);  /* reported at the end */
+    return 0;
 }

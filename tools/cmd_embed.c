@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/atomic.h"
 #include "../io/npy.h"
 #include "../model/clip.h"
 #include "cli.h"
@@ -26,30 +27,75 @@ int cmd_preprocess(args *a) {
     return rc;
 }
 
+/* Writes the paths list of --paths-out: line i names row i of the .npy. */
+static int write_paths(const char *path, const file_list *files, const char *ok) {
+    atomic_file af;
+    if (atomic_open(&af, path) != CLIP_OK) return api_fail();
+    for (int i = 0; i < files->n; i++) {
+        if (!ok[i]) continue;
+        if (strchr(files->items[i].path, '\n')) {
+            atomic_abort(&af);
+            return fail("%s: the image path '%.40s...' contains a newline", path, files->items[i].path);
+        }
+        fprintf(af.file, "%s\n", files->items[i].path);
+    }
+    if (ferror(af.file)) {
+        atomic_abort(&af);
+        return fail("%s: write error", path);
+    }
+    return atomic_commit(&af) == CLIP_OK ? 0 : api_fail();
+}
+
 int cmd_embed_image(args *a) {
-    if (a->n_pos < 2) return usage_error(a->cmd, "embed-image needs MODEL and IMAGE...");
+    if (a->n_pos < 1 || (a->n_pos < 2 && !a->file))
+        return usage_error(a->cmd, "embed-image needs MODEL and IMAGE... (files, directories or -f LIST)");
     if (!a->output) return usage_error(a->cmd, "embed-image needs -o OUT.npy");
-    session s;
-    int rc = open_session(a->pos[0], a, 1, &s);
+    if (a->keep_going && !a->paths_out)
+        return usage_error(a->cmd, "--keep-going needs --paths-out FILE (its lines name the rows of OUT.npy)");
+    file_list files;
+    int rc = gather_files(a, 1, 0, 0, &files);
     if (rc) return rc;
-    const int n = a->n_pos - 1, size = s.cfg->image_size, dim = s.cfg->embed_dim;
+    session s;
+    if ((rc = open_session(a->pos[0], a, 1, &s))) { free_files(&files); return rc; }
+    const int n = files.n, size = s.cfg->image_size, dim = s.cfg->embed_dim;
     const int batch = a->batch > 0 ? a->batch : 1;
     const size_t image_len = (size_t)3 * size * size;
     float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     float *embeds = malloc(sizeof(float) * (size_t)n * dim);
-    if (!pixels || !embeds) rc = fail("out of memory");
-    /* Read up to `batch` images, then encode them together. */
+    char *ok = calloc((size_t)n, 1);
+    if (!pixels || !embeds || !ok) rc = fail("out of memory");
+    /* Read up to `batch` images, then encode them together; with --keep-going an image that
+     * cannot be read is left out (a warning names it) and the rows close up. */
+    int rows = 0, skipped = 0;
+    char msg[1024];
     for (int first = 0; !rc && first < n; first += batch) {
         const int count = n - first < batch ? n - first : batch;
-        for (int i = 0; !rc && i < count; i++)
-            rc = load_pixels(&s, a->pos[1 + first + i], pixels + (size_t)i * image_len);
-        if (!rc && clip_encode_images(s.ctx, pixels, count, embeds + (size_t)first * dim) != CLIP_OK)
+        int loaded = 0;
+        for (int i = 0; !rc && i < count; i++) {
+            if (!load_pixels_msg(&s, files.items[first + i].path, pixels + (size_t)loaded * image_len, msg, sizeof msg)) {
+                ok[first + i] = 1;
+                loaded++;
+            } else if (a->keep_going) {
+                warn("%s (skipped)", msg);
+                skipped++;
+            } else {
+                rc = fail("%s", msg);
+            }
+        }
+        if (!rc && loaded && clip_encode_images(s.ctx, pixels, loaded, embeds + (size_t)rows * dim) != CLIP_OK)
             rc = api_fail();
+        rows += loaded;
     }
-    for (int i = 0; !rc && !a->raw && i < n; i++) clip_normalize(embeds + (size_t)i * dim, dim);
-    if (!rc) rc = write_embeddings(a->output, embeds, n, dim);
+    if (!rc && rows == 0) rc = fail("no image could be read (%d skipped)", skipped);
+    for (int i = 0; !rc && !a->raw && i < rows; i++) clip_normalize(embeds + (size_t)i * dim, dim);
+    if (!rc && a->paths_out) rc = write_paths(a->paths_out, &files, ok);
+    if (!rc) rc = write_embeddings(a->output, embeds, rows, dim);
+    if (!rc && skipped)
+        warn("%d of %d images skipped; %s lists the %d rows of %s", skipped, n, a->paths_out, rows, a->output);
     free(pixels);
     free(embeds);
+    free(ok);
+    free_files(&files);
     close_session(&s);
     return rc;
 }
