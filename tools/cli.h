@@ -1,0 +1,93 @@
+/* cli.h - what the clip_run commands share (internal to tools/, not a public API):
+ * the parsed command line, error reporting, text lists, JSON strings, and the steps every
+ * command takes (open a model and context, load pixels, embed an image or a text, write
+ * embeddings). Implemented in cli_common.c; each cmd_*.c holds one family of commands and
+ * clip_run.c the command table and main().
+ */
+#ifndef CLIP_RUN_CLI_H
+#define CLIP_RUN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../model/clip.h"
+
+#define MAX_TEXT_BYTES (1 << 20)     /* one text (a line of -f FILE) */
+#define MAX_INPUT_BYTES (64 << 20)   /* all of -f FILE */
+
+/* ---- Errors: one line "clip_run: error: ..."; return the exit code (2 usage, 1 failure) ---- */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int api_fail(void);
+
+/* ---- Command-line parsing ---------------------------------------------------------------- */
+typedef struct {
+    const char *cmd;             /* "classify ", for messages */
+    const char **pos;            /* positional arguments */
+    int n_pos;
+    const char *output;          /* -o */
+    const char **labels;         /* -l, repeatable */
+    int n_labels;
+    const char *template_;       /* --template */
+    const char *file;            /* -f */
+    const char *gemm;            /* --gemm */
+    int top, threads, batch, iters, raw, json, null_sep, ids, help;
+} args;
+
+
+/* Which options a command accepts: a string of letters, see parse() in cli_common.c. */
+int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a);
+void free_args(args *a);
+
+/* ---- Texts: from the command line and from -f FILE (one per line, or NUL-separated) ---- */
+typedef struct {
+    char **text;
+    size_t *len;
+    int n;
+    char *buffer;                /* the file's contents, texts point into it */
+} text_list;
+
+int read_all(const char *path, char **out, size_t *n_out);
+int gather_texts(const args *a, int first_pos, text_list *t);
+void free_texts(text_list *t);
+
+/* Writes s as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
+void json_string(FILE *out, const char *s, size_t len);
+
+/* ---- Shared steps ------------------------------------------------------------------------ */
+typedef struct {
+    clip_model *model;
+    clip_context *ctx;
+    const clip_config *cfg;
+    int ids_input;               /* texts are token ids (--ids) */
+} session;
+
+/* need_context: also a context for a (threads, batch, --gemm) of the command line. */
+int open_session(const char *path, const args *a, int need_context, session *s);
+void close_session(session *s);
+int ends_with(const char *s, const char *suffix);
+/* An image file, or a .npy already preprocessed to float32 [3, S, S]: pixels [3, S, S]. */
+int load_pixels(const session *s, const char *path, float *pixels);
+int embed_image(session *s, const char *path, float *pixels, float *embed);
+/* "49406 320 1125 49407": token ids given directly (--ids), zero padded to the context. */
+int parse_ids(const session *s, const char *text, size_t len, int32_t *ids);
+/* Token ids of one text: tokenized, or parsed with --ids. */
+int text_ids(session *s, const char *text, size_t len, int32_t *ids);
+int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *embed);
+int write_embeddings(const char *path, const float *data, int n, int dim);
+/* -o must not name an input of the command (the first n_file_args positional arguments,
+ * the -f file), also through a link or a hard link: refused (exit 2) before any work. */
+int refuse_output_over_inputs(const args *a, int n_file_args);
+
+/* ---- Commands (cmd_*.c) ------------------------------------------------------------------ */
+int cmd_info(args *a);         /* cmd_info.c */
+int cmd_tokenize(args *a);
+int cmd_bench(args *a);
+int cmd_preprocess(args *a);   /* cmd_embed.c */
+int cmd_embed_image(args *a);
+int cmd_embed_text(args *a);
+int cmd_classify(args *a);     /* cmd_classify.c */
+int cmd_score(args *a);
+
+#endif
