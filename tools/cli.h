@@ -91,6 +91,9 @@ int parse_ids(const session *s, const char *text, size_t len, int32_t *ids);
 int text_ids(session *s, const char *text, size_t len, int32_t *ids);
 int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *embed);
 int write_embeddings(const char *path, const float *data, int n, int dim);
+/* -o must not name an input of the command (the first n_file_args positional arguments,
+ * the -f file), also through a link or a hard link: refused (exit 2) before any work. */
+int refuse_output_over_inputs(const args *a, int n_file_args);
 
 /* A warning line "clip_run: warning: ..." (the work goes on). */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

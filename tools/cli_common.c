@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include "../io/atomic.h"
 #include "../io/npy.h"
 #include "../kernels/gemm.h"
 #include "../model/clip.h"
@@ -391,6 +392,20 @@ int embed_text(session *s, const char *text, size_t len, int32_t *ids, float *em
     int rc = text_ids(s, text, len, ids);
     if (!rc && clip_encode_texts(s->ctx, ids, 1, embed) != CLIP_OK) rc = api_fail();
     return rc;
+}
+
+/* The write would destroy what is being read. Checked before any work, so nothing is
+ * written. The first `n_file_args` positional arguments are files (1: the model alone, for
+ * commands whose other arguments are texts). */
+int refuse_output_over_inputs(const args *a, int n_file_args) {
+    if (!a->output) return 0;
+    for (int i = 0; i < n_file_args && i < a->n_pos; i++)
+        if (atomic_same_file(a->output, a->pos[i]))
+            return usage_error(a->cmd, "-o %s is %s %s of this command; it would be overwritten",
+                               a->output, i == 0 ? "the model" : "the input", a->pos[i]);
+    if (a->file && atomic_same_file(a->output, a->file))
+        return usage_error(a->cmd, "-o %s is the -f input %s; it would be overwritten", a->output, a->file);
+    return 0;
 }
 
 int write_embeddings(const char *path, const float *data, int n, int dim) {

@@ -145,7 +145,9 @@ static void print_help(FILE *out) {
     fprintf(out, "clip_run %s - CLIP image and text embeddings in C\n\nusage: clip_run COMMAND ARGS...\n\n",
             CLIP_VERSION);
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "clip_run %s\n", commands[i].usage);
-    fprintf(out, "Options end at '--' (so a text may start with '-'). 'clip_run COMMAND --help' for one command.\n");
+    fprintf(out, "Options end at '--' (so a text may start with '-'). 'clip_run COMMAND --help' for one command.\n"
+                 "-o OUT: '-' writes to standard output; a device or FIFO is written in place; a regular\n"
+                 "file is replaced only when complete; -o naming an input of the command is refused.\n");
 }
 
 static void print_command_help(const command *c) {

@@ -14,7 +14,9 @@ int cmd_preprocess(args *a) {
     if (a->n_pos != 2) return usage_error(a->cmd, "preprocess takes MODEL and one IMAGE");
     if (!a->output) return usage_error(a->cmd, "preprocess needs -o OUT.npy");
     session s;
-    int rc = open_session(a->pos[0], a, 0, &s);
+    int rc = refuse_output_over_inputs(a, a->n_pos);
+    if (rc) return rc;
+    rc = open_session(a->pos[0], a, 0, &s);
     if (rc) return rc;
     const int size = s.cfg->image_size;
     float *pixels = malloc(sizeof(float) * 3 * size * size);
@@ -52,9 +54,21 @@ int cmd_embed_image(args *a) {
     if (!a->output) return usage_error(a->cmd, "embed-image needs -o OUT.npy");
     if (a->keep_going && !a->paths_out)
         return usage_error(a->cmd, "--keep-going needs --paths-out FILE (its lines name the rows of OUT.npy)");
-    file_list files;
-    int rc = gather_files(a, 1, 0, 0, &files);
+    int rc = refuse_output_over_inputs(a, a->n_pos);
     if (rc) return rc;
+    if (a->paths_out && (atomic_same_file(a->paths_out, a->output) || atomic_same_file(a->paths_out, a->pos[0])))
+        return usage_error(a->cmd, "--paths-out %s is the model or the output", a->paths_out);
+    file_list files;
+    rc = gather_files(a, 1, 0, 0, &files);
+    if (rc) return rc;
+    /* An image found in a directory or a list may be the output too. */
+    for (int i = 0; i < files.n && !rc; i++)
+        if (atomic_same_file(a->output, files.items[i].path) ||
+            (a->paths_out && atomic_same_file(a->paths_out, files.items[i].path)))
+            rc = usage_error(a->cmd, "output %s is the input image %s; it would be overwritten",
+                             atomic_same_file(a->output, files.items[i].path) ? a->output : a->paths_out,
+                             files.items[i].path);
+    if (rc) { free_files(&files); return rc; }
     session s;
     if ((rc = open_session(a->pos[0], a, 1, &s))) { free_files(&files); return rc; }
     const int n = files.n, size = s.cfg->image_size, dim = s.cfg->embed_dim;
@@ -105,7 +119,9 @@ int cmd_embed_text(args *a) {
     if (!a->output) return usage_error(a->cmd, "embed-text needs -o OUT.npy");
     text_list t;
     session s;
-    int rc = gather_texts(a, 1, &t);
+    int rc = refuse_output_over_inputs(a, 1);
+    if (rc) return rc;
+    rc = gather_texts(a, 1, &t);
     if (!rc) rc = open_session(a->pos[0], a, 1, &s);
     if (rc) { free_texts(&t); return rc; }
     s.ids_input = a->ids;

@@ -116,6 +116,7 @@ int cmd_index(args *a) {
     if (a->n_pos < 1 || (a->n_pos < 2 && !a->file))
         return usage_error(a->cmd, "index needs MODEL and PATH... (images or directories) or -f LIST");
     if (!a->output) return usage_error(a->cmd, "index needs -o INDEX");
+    if (strcmp(a->output, "-") == 0) return usage_error(a->cmd, "an index is a file (SQLite), not standard output");
     const int batch = a->batch > 0 ? a->batch : 8;
 
     /* What is there: every image under the PATHs, absolute, sorted, each once. */
