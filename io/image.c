@@ -591,11 +591,8 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
          (uint64_t)claimed_w * (uint64_t)claimed_h > IMAGE_MAX_PIXELS))
         return too_large(label, fmt, claimed_w, claimed_h);
     int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(d, (int)n_bytes, &w, &h, &comp)) {
-        char why[48];
-        return clip_fail(CLIP_ERR_IMAGE, "%s: cannot read the %s header (%s)", label,
-                         format_name[fmt], stb_reason(stbi_failure_reason(), why));
-    }
+    if (!stbi_info_from_memory(d, (int)n_bytes, &w, &h, &comp))
+        return decode_failure(d, n_bytes, label, fmt, stbi_failure_reason());
     if (w <= 0 || h <= 0)
         return clip_fail(CLIP_ERR_IMAGE, "%s: %s image is empty (%d x %d)", label, format_name[fmt], w, h);
     if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (uint64_t)w * h > IMAGE_MAX_PIXELS)

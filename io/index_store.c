@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 
@@ -124,7 +125,11 @@ int index_open(const char *path, int writable, index_store **out) {
     if (!s) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", path);
     snprintf(s->path, sizeof s->path, "%s", path);
     s->writable = writable;
-    int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+    /* Even a reader opens read-write when it may: after a kill, the first connection must
+     * roll the unfinished transaction back (the hot journal), which a read-only connection
+     * cannot do. A file the user may not write is still opened read-only. */
+    int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                         : access(path, W_OK) == 0 ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
     int rc = CLIP_OK;
     if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         rc = clip_fail(CLIP_ERR_IO, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");

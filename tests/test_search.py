@@ -126,6 +126,31 @@ class Search(unittest.TestCase):
         self.assertEqual(r[0]["results"][0]["path"], query)   # an image finds itself
         self.assertAlmostEqual(r[0]["results"][0]["score"], 1.0, delta=1e-5)
 
+    def test_progress_bar_on_a_terminal(self):
+        import pty
+        master, slave = pty.openpty()
+        folder = self.path("tty")
+        shutil.copytree(os.path.join(self.folder, "star"), folder)
+        proc = subprocess.Popen([CLIP_RUN, "index", MODEL, folder, "-o", self.path("tty.clipindex")],
+                                stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait()
+        os.close(master)
+        text = b"".join(chunks).decode(errors="replace")
+        self.assertEqual(proc.returncode, 0)
+        self.assertRegex(text, r"\[#*\.*\] \d+/80 +[\d.]+ images/s +ETA \d+:\d\d:\d\d")
+        self.assertEqual(counts(text.replace("\r", "\n").strip().splitlines()[-1].replace("\x1b[K", "")),
+                         {"added": 80, "changed": 0, "removed": 0, "skipped": 0, "total": 80})
+
     # ---- acceptance 2: updates and kills ----
     def copy_index(self, name):
         folder = self.path(name)
@@ -177,6 +202,8 @@ class Search(unittest.TestCase):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         self.assertEqual(proc.returncode, -signal.SIGKILL, "index finished before the kill; make it slower")
+        r = self.search_json(index, "red circle", k=3)   # the old index is usable, first thing
+        self.assertEqual(len(r[0]["results"]), 3)
         db = sqlite3.connect(index)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         after = dict(db.execute("SELECT path, vector FROM image_vectors").fetchall())
@@ -186,11 +213,35 @@ class Search(unittest.TestCase):
         done = len(after) - 320
         self.assertGreater(done, 0)
         self.assertLess(done, len(more))
-        r = self.search_json(index, "red circle", k=3)   # the old index is usable
-        self.assertEqual(len(r[0]["results"]), 3)
         c = counts(summary(run("index", MODEL, folder, "-o", index)))
         self.assertEqual(c, {"added": len(more) - done, "changed": 0, "removed": 0, "skipped": 4,
                              "total": 320 + len(more)})
+
+    def test_kill_inside_a_transaction(self):
+        """A writer killed with a transaction open leaves a hot journal: the next clip_run
+        (a search, read-only in intent) rolls it back and sees the index as it was."""
+        index = self.path("hot.clipindex")
+        shutil.copy(self.index, index)
+        before = self.search_json(index, *QUERIES[:4], k=5)
+        writer = subprocess.Popen([sys.executable, "-c", (
+            "import sqlite3, sys, time\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "db.execute('PRAGMA cache_size = 1')\n"
+            "db.execute('BEGIN IMMEDIATE')\n"
+            "db.execute('DELETE FROM images WHERE id % 2 = 0')\n"
+            "db.execute('DELETE FROM vectors')\n"
+            "for i in range(100): db.execute('INSERT INTO meta VALUES (?, ?)', ('junk%d' % i, 'x' * 10000))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n"), index], stdout=subprocess.PIPE)
+        self.assertEqual(writer.stdout.readline().strip(), b"ready")
+        writer.kill()
+        writer.wait()
+        writer.stdout.close()
+        self.assertTrue(os.path.exists(index + "-journal"))
+        self.assertEqual(self.search_json(index, *QUERIES[:4], k=5), before)
+        self.assertFalse(os.path.exists(index + "-journal"))
+        c = counts(summary(run("index", MODEL, self.folder, "-o", index)))
+        self.assertEqual((c["added"], c["total"]), (0, 320))
 
     # ---- acceptance 3: export ----
     def test_export_matches_embed_image(self):
@@ -377,6 +428,8 @@ class SearchSpeed(unittest.TestCase):
             # The work itself must fit in 50 ms; the wall time too when the machine is not
             # busy with others (the suite runs on shared 2-core machines, where a loaded CPU
             # stretches every wall time alike).
+            if os.environ.get("ASAN_OPTIONS") or "asan" in CLIP_RUN:
+                return   # a sanitized build is several times slower by design: measured, not judged
             self.assertLess(cpu - base_cpu, 50)
             if load < cores - 0.5:
                 self.assertLess(wall - base_wall, 50)
