@@ -69,7 +69,7 @@ static int walk(const args *a, const char *dir, file_list *out, int depth) {
         if (!(names[n++] = strdup(e->d_name))) rc = fail("out of memory");
     }
     closedir(d);
-    if (!rc) qsort(names, n, sizeof *names, by_name); /* the same order on every file system */
+    if (!rc && n) qsort(names, n, sizeof *names, by_name); /* the same order on every file system */
     size_t dlen = strlen(dir);
     for (size_t i = 0; !rc && i < n; i++) {
         size_t len = dlen + 1 + strlen(names[i]);
