@@ -138,6 +138,15 @@ int index_open(const char *path, int writable, index_store **out) {
     sqlite3_busy_timeout(s->db, 10000);
     /* Vectors are read in place from the mapping (SQLite caps the size it maps). */
     if ((rc = exec(s, "PRAGMA mmap_size = 1099511627776"))) goto done;
+    /* No table at all: a new file, or one whose creation a kill rolled back. */
+    sqlite3_stmt *tables;
+    if ((rc = prepare(s, "SELECT count(*) FROM sqlite_master", &tables))) goto done;
+    if (sqlite3_step(tables) == SQLITE_ROW && sqlite3_column_int64(tables, 0) == 0) fresh = 1;
+    sqlite3_finalize(tables);
+    if (fresh && !writable) {
+        rc = clip_fail(CLIP_ERR_IO, "%s: an empty database, not an index", path);
+        goto done;
+    }
     if (fresh) {
         if ((rc = exec(s, "PRAGMA page_size = 65536"))) goto done;
         if ((rc = exec(s, "BEGIN IMMEDIATE;"

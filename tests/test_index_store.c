@@ -2,6 +2,7 @@
  * replacements, removals and slot reuse across blocks, search against brute force, the
  * model identity, refusing files that are not indexes, and a rolled-back transaction. */
 #include <math.h>
+#include <sqlite3.h>
 
 #include "../io/index_store.h"
 #include "../model/clip.h"
@@ -191,6 +192,17 @@ START_TEST(refuses_what_is_not_an_index) {
     ck_assert_int_eq(fread(back, 1, sizeof back, f), sizeof back);
     fclose(f);
     ck_assert_mem_eq(back, junk, sizeof junk);   /* untouched */
+    /* An SQLite file without any table (e.g. a first run killed while it created the
+     * tables, rolled back) holds nothing to lose: it becomes an index. */
+    unlink(path);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(index_open(path, 0, &s), CLIP_ERR_IO);
+    ck_assert_int_eq(index_open(path, 1, &s), CLIP_OK);
+    ck_assert_int_eq(index_bind_model(s, "aaaaaaaaaaaaaaaa", "one", DIM), CLIP_OK);
+    index_close(s);
     ck_assert_int_eq(index_open("/tmp", 1, &s), CLIP_ERR_IO);
     ck_assert_int_eq(index_open("/nonexistent-dir/x.clipindex", 0, &s), CLIP_ERR_IO);
     unlink(path);
