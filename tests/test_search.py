@@ -380,6 +380,35 @@ print(sections)
         self.assertEqual(proc.returncode, 1)
         self.assertFalse(os.path.exists(self.path("x.clipindex")))
 
+    def test_damaged_index(self):
+        """An index from elsewhere may be damaged: one error line, no crash."""
+        cases = {
+            "short block": "UPDATE vectors SET data = substr(data, 1, 100) WHERE block = 1",
+            "per_block": "UPDATE meta SET value = '999' WHERE key = 'per_block'",
+            "dim": "UPDATE meta SET value = '-5' WHERE key = 'dim'",
+            "orphan image": "DELETE FROM vectors WHERE block = 0",
+            "format": "UPDATE meta SET value = 'something else' WHERE key = 'format'",
+            "version": "UPDATE meta SET value = '99' WHERE key = 'version'",
+            "no images table": "DROP TABLE images",
+        }
+        for name, sql in cases.items():
+            index = self.path("damaged.clipindex")
+            shutil.copy(self.index, index)
+            db = sqlite3.connect(index)
+            db.execute("DROP VIEW IF EXISTS image_vectors")
+            db.execute(sql)
+            db.commit()
+            db.close()
+            commands = [["search", MODEL, index, "red circle", "-k", "400"], ["export", index, "--jsonl", self.path("d.jsonl")]]
+            if name == "orphan image":   # search reads vectors only: it finds what has one
+                commands = commands[1:]
+            for args in commands:
+                proc = run(*args, check=False)
+                err = proc.stderr.decode().strip().splitlines()
+                self.assertEqual(proc.returncode, 1, (name, args[0], err))
+                self.assertEqual(len(err), 1, (name, err))
+                self.assertTrue(err[0].startswith("clip_run: error: "), (name, err))
+
     def test_nothing_indexable(self):
         d = self.path("only_broken")
         shutil.copytree(os.path.join(self.folder, "broken"), d)
