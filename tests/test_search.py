@@ -359,6 +359,20 @@ print(sections)
         with open(self.index, "rb") as f:
             self.assertEqual(f.read(), before)
 
+    def test_merge_refuses_mixed_models(self):
+        pics = self.path("three")
+        os.makedirs(pics)
+        for p in self.good[:3]:
+            shutil.copy(p, pics)
+        other = self.path("golden.clipindex")
+        run("index", golden_model("openai"), pics, "-o", other)
+        out = self.path("mixed.clipindex")
+        proc = run("merge", out, self.index, other, check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("another model", proc.stderr.decode())
+        proc = run("merge", self.index, self.index, check=False)   # OUT is also an input
+        self.assertEqual(proc.returncode, 1)
+
     def test_non_index_output_refused(self):
         victim = self.path("victim.png")
         shutil.copy(self.good[0], victim)
