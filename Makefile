@@ -17,8 +17,8 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
-CFLAGS  += $(shell pkg-config --cflags openblas 2>/dev/null)
-# OpenBLAS is not linked: kernels/linear.c loads it (dlopen) only for --gemm openblas.
+# No BLAS header or library is needed to build: kernels/blas_loader.c opens OpenBLAS's
+# runtime library (dlopen) only for --gemm openblas.
 LDLIBS  += -ldl -lm -lpthread
 BUILD   ?= build
 PYTHON  ?= python3
