@@ -336,6 +336,21 @@ static int embed_text(session *s, const char *text, size_t len, int32_t *ids, fl
     return rc;
 }
 
+/* -o must not name an input of the same command (the model, an image, the -f file), also
+ * through a link or a hard link: the write would destroy what is being read. Checked before
+ * any work, so nothing is written. The first `n_file_args` positional arguments are files
+ * (1: the model alone, for commands whose other arguments are texts). */
+static int refuse_output_over_inputs(const args *a, int n_file_args) {
+    if (!a->output) return 0;
+    for (int i = 0; i < n_file_args && i < a->n_pos; i++)
+        if (atomic_same_file(a->output, a->pos[i]))
+            return usage_error(a->cmd, "-o %s is %s %s of this command; it would be overwritten",
+                               a->output, i == 0 ? "the model" : "the input", a->pos[i]);
+    if (a->file && atomic_same_file(a->output, a->file))
+        return usage_error(a->cmd, "-o %s is the -f input %s; it would be overwritten", a->output, a->file);
+    return 0;
+}
+
 static int write_embeddings(const char *path, const float *data, int n, int dim) {
     int64_t dims[2] = {n, dim};
     if (npy_write_f32(path, data, 2, dims) != CLIP_OK) return api_fail();
@@ -409,7 +424,9 @@ static int cmd_preprocess(args *a) {
     if (a->n_pos != 2) return usage_error(a->cmd, "preprocess takes MODEL and one IMAGE");
     if (!a->output) return usage_error(a->cmd, "preprocess needs -o OUT.npy");
     session s;
-    int rc = open_session(a->pos[0], a, 0, &s);
+    int rc = refuse_output_over_inputs(a, a->n_pos);
+    if (rc) return rc;
+    rc = open_session(a->pos[0], a, 0, &s);
     if (rc) return rc;
     const int size = s.cfg->image_size;
     float *pixels = malloc(sizeof(float) * 3 * size * size);
@@ -426,7 +443,9 @@ static int cmd_embed_image(args *a) {
     if (a->n_pos < 2) return usage_error(a->cmd, "embed-image needs MODEL and IMAGE...");
     if (!a->output) return usage_error(a->cmd, "embed-image needs -o OUT.npy");
     session s;
-    int rc = open_session(a->pos[0], a, 1, &s);
+    int rc = refuse_output_over_inputs(a, a->n_pos);
+    if (rc) return rc;
+    rc = open_session(a->pos[0], a, 1, &s);
     if (rc) return rc;
     const int n = a->n_pos - 1, size = s.cfg->image_size, dim = s.cfg->embed_dim;
     const int batch = a->batch > 0 ? a->batch : 1;
@@ -461,7 +480,9 @@ static int cmd_embed_text(args *a) {
     if (!a->output) return usage_error(a->cmd, "embed-text needs -o OUT.npy");
     text_list t;
     session s;
-    int rc = gather_texts(a, 1, &t);
+    int rc = refuse_output_over_inputs(a, 1);
+    if (rc) return rc;
+    rc = gather_texts(a, 1, &t);
     if (!rc) rc = open_session(a->pos[0], a, 1, &s);
     if (rc) { free_texts(&t); return rc; }
     s.ids_input = a->ids;
@@ -852,7 +873,9 @@ static void print_help(FILE *out) {
     fprintf(out, "clip_run %s - CLIP image and text embeddings in C\n\nusage: clip_run COMMAND ARGS...\n\n",
             CLIP_VERSION);
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "clip_run %s\n", commands[i].usage);
-    fprintf(out, "Options end at '--' (so a text may start with '-'). 'clip_run COMMAND --help' for one command.\n");
+    fprintf(out, "Options end at '--' (so a text may start with '-'). 'clip_run COMMAND --help' for one command.\n"
+                 "-o OUT: '-' writes to standard output; a device or FIFO is written in place; a regular\n"
+                 "file is replaced only when complete; -o naming an input of the command is refused.\n");
 }
 
 int main(int argc, char **argv) {
