@@ -8,6 +8,7 @@
  *   clip_run classify MODEL IMAGE... -l LABEL...    zero-shot labels, best first
  *   clip_run score MODEL IMAGE TEXT                 cosine similarity and logit
  *   clip_run bench MODEL [IMAGE]                    in-process timings per stage, GFLOP/s
+ *   clip_run trace MODEL IMAGE | --text TEXT        every stage of one forward pass [--dump DIR]
  *
  * Errors go to stderr as one line "clip_run: error: ..."; the exit code is 0 only on
  * success (1: the work failed, 2: the command line was wrong).
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../io/atomic.h"
@@ -63,6 +65,8 @@ typedef struct {
     const char *template_;       /* --template */
     const char *file;            /* -f */
     const char *gemm;            /* --gemm */
+    const char *text;            /* --text (trace) */
+    const char *dump;            /* --dump (trace) */
     int top, threads, batch, iters, raw, json, null_sep, ids, help;
 } args;
 
@@ -88,6 +92,7 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
             {"-o", "--output", 'o'}, {"-l", "--label", 'l'}, {"-f", "--file", 'f'},
             {"-t", "--threads", 't'}, {NULL, "--template", 'T'}, {NULL, "--top", 'k'},
             {NULL, "--batch", 'b'}, {NULL, "--iters", 'n'}, {NULL, "--gemm", 'g'},
+            {NULL, "--text", 'x'}, {NULL, "--dump", 'd'},
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
@@ -118,6 +123,8 @@ static int parse(int argc, char **argv, const char *cmd, const char *accepts, ar
         case 'l': a->labels[a->n_labels++] = value; break;
         case 'f': a->file = value; break;
         case 'T': a->template_ = value; break;
+        case 'x': a->text = value; break;
+        case 'd': a->dump = value; break;
         case 'g':
             if (gemm_backend_parse(value) < 0)
                 return usage_error(cmd, "--gemm takes native or openblas, not '%s'", value);
@@ -821,6 +828,97 @@ static int cmd_bench(args *a) {
     return rc;
 }
 
+/* ---- trace: every stage of one forward pass ------------------------------------------------ */
+/* The model calls trace_stage (clip_context_set_trace) at each stage boundary with the
+ * stage's name, shape and data; this prints one line per stage and, with --dump DIR, writes
+ * DIR/NAME.npy. One input, so the batch dimension (1) is left out of shapes and files. */
+typedef struct {
+    const char *dump;            /* directory, or NULL */
+    int rc;                      /* the first failure to write a file */
+} trace_state;
+
+static void trace_line(const char *name, int n_dims, const int64_t *dims, const float *data) {
+    size_t n = 1;
+    for (int i = 0; i < n_dims; i++) n *= (size_t)dims[i];
+    double sum = 0, sum2 = 0;
+    for (size_t i = 0; i < n; i++) sum += data[i];
+    const double mean = n ? sum / n : 0;
+    for (size_t i = 0; i < n; i++) sum2 += (data[i] - mean) * (data[i] - mean);
+    char shape[64] = "[";
+    for (int i = 0; i < n_dims; i++)
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", i ? ", " : "",
+                 (long long)dims[i]);
+    strncat(shape, "]", sizeof shape - strlen(shape) - 1);
+    printf("%-28s %-16s mean %10.6f  std %9.6f  first", name, shape, mean, n ? sqrt(sum2 / n) : 0.0);
+    for (size_t i = 0; i < n && i < 4; i++) printf(" %9.5f", data[i]);
+    printf("\n");
+}
+
+static void trace_dump(trace_state *t, const char *name, int n_dims, const int64_t *dims, const float *data) {
+    if (!t->dump || t->rc) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.npy", t->dump, name);
+    if (npy_write_f32(path, data, n_dims, dims) != CLIP_OK) t->rc = api_fail();
+}
+
+static void trace_stage(void *user, const char *name, int n_dims, const int *dims, const float *data) {
+    int64_t d[8];
+    int k = 0;
+    for (int i = 1; i < n_dims && k < 8; i++) d[k++] = dims[i];   /* drop the batch of 1 */
+    trace_line(name, k, d, data);
+    trace_dump(user, name, k, d, data);
+}
+
+static int cmd_trace(args *a) {
+    const int text_mode = a->text != NULL;
+    if (a->n_pos != (text_mode ? 1 : 2))
+        return usage_error(a->cmd, "trace takes MODEL and IMAGE, or MODEL and --text TEXT");
+    if (a->dump && mkdir(a->dump, 0777) != 0 && errno != EEXIST)
+        return fail("%s: cannot create directory: %s", a->dump, strerror(errno));
+    session s;
+    int rc = open_session(a->pos[0], a, 1, &s);
+    if (rc) return rc;
+    const clip_config *c = s.cfg;
+    trace_state t = {a->dump, 0};
+    float *embed = malloc(sizeof(float) * c->embed_dim);
+    float *pixels = text_mode ? NULL : malloc(sizeof(float) * 3 * c->image_size * c->image_size);
+    int32_t *ids = text_mode ? malloc(sizeof(int32_t) * c->text_context) : NULL;
+    float *ids_f = text_mode ? malloc(sizeof(float) * c->text_context) : NULL;
+    if (!embed || (!text_mode && !pixels) || (text_mode && (!ids || !ids_f))) rc = fail("out of memory");
+    if (!rc && text_mode && strlen(a->text) > MAX_TEXT_BYTES) rc = fail("text longer than %d bytes", MAX_TEXT_BYTES);
+    if (!rc && text_mode) rc = text_ids(&s, a->text, strlen(a->text), ids);
+    if (!rc && text_mode) {
+        /* The tokens, and where the end token is: the tower pools there (argmax of the ids,
+         * as the reference does) and computes no position after it. */
+        int eot = 0, n_real = 0;
+        for (int i = 0; i < c->text_context; i++) {
+            if (ids[i] > ids[eot]) eot = i;
+            if (ids[i]) n_real = i + 1;
+            ids_f[i] = (float)ids[i];
+        }
+        printf("%-28s [%d]             ", "text_tokens", c->text_context);
+        for (int i = 0; i < n_real; i++) printf(" %d", ids[i]);
+        printf("%s\n%-28s %d (the tower computes positions 0..%d)\n", n_real < c->text_context ? " 0..." : "",
+               "text_end_token", eot, eot);
+        int64_t dims[1] = {c->text_context};
+        trace_dump(&t, "text_tokens", 1, dims, ids_f);   /* float32: ids < 2^24 are exact */
+    }
+    if (!rc && !text_mode) rc = load_pixels(&s, a->pos[1], pixels);
+    if (!rc) {
+        clip_context_set_trace(s.ctx, trace_stage, &t);
+        int e = text_mode ? clip_encode_texts(s.ctx, ids, 1, embed) : clip_encode_images(s.ctx, pixels, 1, embed);
+        clip_context_set_trace(s.ctx, NULL, NULL);
+        if (e != CLIP_OK) rc = api_fail();
+    }
+    if (!rc) rc = t.rc;
+    free(embed);
+    free(pixels);
+    free(ids);
+    free(ids_f);
+    close_session(&s);
+    return rc;
+}
+
 /* ---- Help and dispatch ------------------------------------------------------------------- */
 typedef struct {
     const char *name, *accepts, *usage;
@@ -866,6 +964,15 @@ static const command commands[] = {
      "  image (random pixels; IMAGE, e.g. a JPEG, adds decode + preprocess), a short and a\n"
      "  77-token text, and a batch of N (default 8) of each; milliseconds per stage and\n"
      "  GFLOP/s against the measured peak. Median of K runs (default 10).\n", cmd_bench},
+    {"trace", "xdtg",
+     "trace MODEL IMAGE [--dump DIR] [-t N]   or   trace MODEL --text TEXT [--dump DIR]\n"
+     "  Every stage of one forward pass, in order: pixels, patches, patch embeddings, class\n"
+     "  token + positions (or tokens, end token and token + positions), each block's\n"
+     "  LayerNorms, q/k/v, attention, MLP and outputs, the pooled token and the projection:\n"
+     "  one line each with shape, mean, std and first values (model/clip.h lists the stages).\n"
+     "  The last block computes the pooled token alone past attention (shapes [1, W]).\n"
+     "  --dump DIR  also write each stage as DIR/STAGE.npy (float32; the names of\n"
+     "              ../shared/clip/golden-tiny/debug/ where it has the stage)\n", cmd_trace},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
