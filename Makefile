@@ -89,7 +89,8 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
 
 # ---- Tests ------------------------------------------------------------------------------
-# tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed"
+# tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed,
+# N skipped"
 # summing them all. Sanitized and fuzzing builds are variants of the same sources in their
 # own directories: $(BUILD)/asan (gcc, -fsanitize=address,undefined) and $(BUILD)/fuzz
 # (clang, -fsanitize=fuzzer,address,undefined; tests/fuzz/fuzz_*.c).
