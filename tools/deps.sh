@@ -16,7 +16,7 @@ check_pkg() { # package, test command
 }
 # The build needs no BLAS at all: OpenBLAS is opened at run time (dlopen) for `--gemm
 # openblas` only, so only its runtime library matters, and only where that is used.
-have_openblas='ls /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0'
+have_openblas='for f in /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0; do [ -e "$f" ] && exit 0; done; exit 1'
 check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h'
 check_pkg make 'command -v make'
 check_pkg gcc 'command -v cc'
