@@ -130,9 +130,9 @@ int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embed
  * stage: the stage's name; dims[0..n_dims-1]: its shape, the batch first; data: its floats,
  * row-major, valid only during the call (the context's scratch memory: copy to keep). The
  * hook only watches: it must not write data or call the encoders. Stages (T = tokens of
- * a sequence: N+1 for an image, up to and including the end token for a text; the last
- * block of a tower computes the kept token alone past attention, so there T = 1; W =
- * width, D = embed_dim, F = MLP width, L = layer):
+ * a sequence: N+1 for an image, up to and including the end token for a text, except in
+ * a tower's last block from blockL_attn on, which computes the kept token alone: T = 1;
+ * W = width, D = embed_dim, F = MLP width, L = layer):
  *   vision_pixels [n,3,S,S]  vision_patches [n,N,3PP] (patches unrolled, channel-row-column)
  *   vision_patch_embeds [n,N,W]  vision_input_embeds [n,N+1,W] (class token + positions)
  *   vision_after_ln_pre [n,N+1,W]
@@ -143,8 +143,9 @@ int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embed
  *     blockL_mlp [n,T,F] (act(fc1))  after_blockL [n,T,W]
  *   vision_after_ln_post_cls [n,W]  image_embed [n,D]
  *   text_after_ln_final [n,1,W] (the end token's row)  text_embed [n,D]
- * The names after the block stages are those of golden-tiny's debug/ activations. A NULL
- * fn (the default) turns tracing off; it then costs one pointer test per stage. */
+ * Every name golden-tiny's debug/ activations use is among these (patch_embeds,
+ * after_ln_pre, after_blockL, after_ln_post_cls, input_embeds, after_ln_final, *_embed).
+ * A NULL fn (the default) turns tracing off; it then costs one pointer test per stage. */
 typedef void clip_trace_fn(void *user, const char *stage, int n_dims, const int *dims, const float *data);
 void clip_context_set_trace(clip_context *ctx, clip_trace_fn *fn, void *user);
 

@@ -10,7 +10,7 @@ import unittest
 
 from harness import Npy, golden_model, run, shared, tmpdir
 
-COMMANDS = ["info", "tokenize", "preprocess", "embed-image", "embed-text", "classify", "score"]
+COMMANDS = ["info", "tokenize", "preprocess", "embed-image", "embed-text", "classify", "score", "trace"]
 
 
 class Cli(unittest.TestCase):

@@ -971,6 +971,7 @@ static const command commands[] = {
      "  LayerNorms, q/k/v, attention, MLP and outputs, the pooled token and the projection:\n"
      "  one line each with shape, mean, std and first values (model/clip.h lists the stages).\n"
      "  The last block computes the pooled token alone past attention (shapes [1, W]).\n"
+     "  An IMAGE ending in .npy is a preprocessed float32 [3, S, S] tensor.\n"
      "  --dump DIR  also write each stage as DIR/STAGE.npy (float32; the names of\n"
      "              ../shared/clip/golden-tiny/debug/ where it has the stage)\n", cmd_trace},
 };
