@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
 # Usage: tools/deps.sh build|test|fuzz|bench|train
-#   build: a C compiler, make, stb_image. No BLAS (see below).
+#   build: a C compiler, make, stb_image (+ stb_image_write), SQLite. No BLAS (see below).
 #   test: Check, Python 3 with PIL, regex, PyTorch and numpy at /usr/bin/python3, and
 #         OpenBLAS's runtime library: every test runs, none is skipped for a missing package.
 #   train: Debian's PyTorch, numpy and PIL for /usr/bin/python3 (make demo-model).
@@ -17,7 +17,8 @@ check_pkg() { # package, test command
 # The build needs no BLAS at all: OpenBLAS is opened at run time (dlopen) for `--gemm
 # openblas` only, so only its runtime library matters, and only where that is used.
 have_openblas='for f in /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0; do [ -e "$f" ] && exit 0; done; exit 1'
-check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h'
+check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h && test -f /usr/include/stb/stb_image_write.h'
+check_pkg libsqlite3-dev 'test -f /usr/include/sqlite3.h'
 check_pkg make 'command -v make'
 check_pkg gcc 'command -v cc'
 check_pkg libc6-dev 'test -f /usr/include/stdio.h'
@@ -34,7 +35,13 @@ case "${1:-build}" in
            check_pkg python3 'command -v python3'
            check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt'
            check_pkg python3-pil '/usr/bin/python3 -c "import PIL"'
-           check_pkg python3-regex '/usr/bin/python3 -c "import regex"' ;;
+           check_pkg python3-regex '/usr/bin/python3 -c "import regex"'
+           # tests/test_search.py: drawn images (tools/demo_world.py), numpy.load of export,
+           # the HTML page rendered headless, and the GNU parallel sharding recipe
+           check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
+           check_pkg chromium 'command -v chromium'
+           check_pkg parallel 'command -v parallel'
+           check_pkg sqlite3 'command -v sqlite3' ;;
     fuzz)  check_pkg clang-14 'command -v clang-14'
            check_pkg libclang-rt-14-dev 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a || ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-aarch64.a'
            check_pkg valgrind 'command -v valgrind' ;;
