@@ -128,11 +128,12 @@ START_TEST(test_dispatch) {
 
     enum { n = 77, dim = 45, n_tok = 9, d_model = 24, n_heads = 3 };
     unsigned seed = 7;
-    float a[n], b[n], g[dim], beta[dim], x[3 * dim];
+    float a[n], b[n], addend[n], g[dim], beta[dim], x[3 * dim];
     fill(a, n, -6, 6, &seed);
+    fill(addend, n, -6, 6, &seed);
     memcpy(b, a, sizeof a);
-    add_inplace(a, b, n);
-    im->add_inplace(b, b, n);
+    add_inplace(a, addend, n);
+    im->add_inplace(b, addend, n);
     ck_assert(memcmp(a, b, sizeof a) == 0);
 
     fill(g, dim, 0.5f, 1.5f, &seed);
