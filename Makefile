@@ -61,10 +61,11 @@ all: $(CLI) $(LIB)
 lib: $(LIB)
 test-bin: $(TEST_BIN)
 
-$(BUILD)/.deps-build:
+# Each stamp depends on deps.sh: a checkout whose deps.sh asks for more is checked again.
+$(BUILD)/.deps-build: tools/deps.sh
 	@sh tools/deps.sh build
 	@mkdir -p $(BUILD) && touch $@
-$(BUILD)/.deps-test:
+$(BUILD)/.deps-test: tools/deps.sh
 	@sh tools/deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 deps: $(DEPS_OK)
@@ -122,7 +123,7 @@ asan: $(BUILD)/.deps-test asan-build
 valgrind: $(BUILD)/.deps-fuzz all
 	@$(RUN_TESTS) valgrind
 
-$(BUILD)/.deps-fuzz:
+$(BUILD)/.deps-fuzz: tools/deps.sh
 	@sh tools/deps.sh fuzz
 	@mkdir -p $(BUILD) && touch $@
 fuzz-build: $(BUILD)/.deps-fuzz
@@ -161,7 +162,7 @@ demo-model: all
 # Benchmarks (bench/README.md): hyperfine over clip_run on a ViT-B/32-shaped random-weight
 # model; bench-peers also times PyTorch and ONNX Runtime on the same weights, side by side.
 .PHONY: bench-peers demo-model
-$(BUILD)/.deps-bench:
+$(BUILD)/.deps-bench: tools/deps.sh
 	@sh tools/deps.sh bench
 	@mkdir -p $(BUILD) && touch $@
 bench: $(BUILD)/.deps-bench $(CLI)
