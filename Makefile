@@ -17,15 +17,15 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
-CFLAGS  += $(shell pkg-config --cflags openblas 2>/dev/null)
-# OpenBLAS is not linked: kernels/linear.c loads it (dlopen) only for --gemm openblas.
+# No BLAS header or library is needed to build: kernels/blas_loader.c opens OpenBLAS's
+# runtime library (dlopen) only for --gemm openblas.
 LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 BUILD   ?= build
 PYTHON  ?= python3
 # Sanitizer variants build the same sources with SANITIZE=address,undefined (see `asan`).
 ifneq ($(SANITIZE),)
   CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
-  # One exception, in the system's stb_image and stb_image_write only (we cannot patch them): on some corrupt
+  # One exception, in the system's stb headers only (we cannot patch them): on some corrupt
   # progressive JPEGs its bit reader shifts by more than 31 (tests/data/regressions/).
   # x86 and ARM mask the count, so the decoder reads garbage bits and fails or decodes
   # garbage; its bounds checks, which ASan still watches, are unaffected.
@@ -61,10 +61,11 @@ all: $(CLI) $(LIB)
 lib: $(LIB)
 test-bin: $(TEST_BIN)
 
-$(BUILD)/.deps-build:
+# Each stamp depends on deps.sh: a checkout whose deps.sh asks for more is checked again.
+$(BUILD)/.deps-build: tools/deps.sh
 	@sh tools/deps.sh build
 	@mkdir -p $(BUILD) && touch $@
-$(BUILD)/.deps-test:
+$(BUILD)/.deps-test: tools/deps.sh
 	@sh tools/deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 deps: $(DEPS_OK)
@@ -80,9 +81,8 @@ $(BUILD)/%.o: %.c | $(DEPS_OK)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/io/stb_image_impl.o: CFLAGS += $(STB_SANITIZE)
-# The same for stb_image_write: its JPEG bit writer shifts a signed int left past 31 bits
-# (stbiw__jpg_writeBits, stb 1.16); the bytes it writes are right (gcc and clang do the
-# two's-complement shift), only the C standard calls it undefined.
+# stb_image_write's JPEG bit writer shifts a signed int left past bit 31 on ordinary input
+# (its bit buffer, stbiw__jpg_writeBits): the same exemption, the same reason.
 $(BUILD)/io/stb_image_write_impl.o: CFLAGS += $(STB_SANITIZE)
 
 $(LIB): $(LIB_OBJ)
@@ -96,7 +96,8 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
 
 # ---- Tests ------------------------------------------------------------------------------
-# tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed"
+# tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed,
+# N skipped"
 # summing them all. Sanitized and fuzzing builds are variants of the same sources in their
 # own directories: $(BUILD)/asan (gcc, -fsanitize=address,undefined) and $(BUILD)/fuzz
 # (clang, -fsanitize=fuzzer,address,undefined; tests/fuzz/fuzz_*.c).
@@ -125,7 +126,7 @@ asan: $(BUILD)/.deps-test asan-build
 valgrind: $(BUILD)/.deps-fuzz all
 	@$(RUN_TESTS) valgrind
 
-$(BUILD)/.deps-fuzz:
+$(BUILD)/.deps-fuzz: tools/deps.sh
 	@sh tools/deps.sh fuzz
 	@mkdir -p $(BUILD) && touch $@
 fuzz-build: $(BUILD)/.deps-fuzz
@@ -164,7 +165,7 @@ demo-model: all
 # Benchmarks (bench/README.md): hyperfine over clip_run on a ViT-B/32-shaped random-weight
 # model; bench-peers also times PyTorch and ONNX Runtime on the same weights, side by side.
 .PHONY: bench-peers demo-model
-$(BUILD)/.deps-bench:
+$(BUILD)/.deps-bench: tools/deps.sh
 	@sh tools/deps.sh bench
 	@mkdir -p $(BUILD) && touch $@
 bench: $(BUILD)/.deps-bench $(CLI)

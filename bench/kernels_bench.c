@@ -1,9 +1,11 @@
 /* kernels_bench.c - nanoseconds per call of every kernel, at every SIMD level this CPU has.
  *
  * Shapes are those of CLIP ViT-B/16 (197 tokens of 768, 12 heads, MLP 3072) and of its
- * text tower (77 tokens of 512, 8 heads, causal). Not part of `make test`; build and run:
+ * text tower (77 tokens of 512, 8 heads, causal); the qkv projection's matmul runs through
+ * gemm_run (kernels/gemm.c) on one thread: the native kernels at each level, then OpenBLAS
+ * when its runtime library is installed. Not part of `make test`; build and run:
  *   make && cc -O2 -std=c11 -D_GNU_SOURCE -pthread bench/kernels_bench.c build/libclip.a \
- *       $(pkg-config --libs openblas 2>/dev/null || echo -lopenblas) -lm -o build/kernels_bench
+ *       -ldl -lm -o build/kernels_bench
  *   build/kernels_bench [seconds per measurement, default 0.2]
  */
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 
 enum { N_TOK = 197, D_MODEL = 768, N_HEADS = 12, D_MLP = 3072, N_TEXT = 77, D_TEXT = 512, N_HEADS_TEXT = 8 };
@@ -57,18 +60,22 @@ static double time_it(bench_fn fn) {
 
 static void b_layernorm(void) { layernorm(y, x, gamma_, beta_, N_TOK, D_MODEL, 1e-5f); }
 /* the activations work in place: refresh the input so they never run on their own output */
+/* the activations and softmax have no dispatched names: the version of the forced level */
+static void (*const quick_gelu_at[])(float *, size_t) = {quick_gelu_scalar, quick_gelu_avx2, quick_gelu_avx512};
+static void (*const gelu_at[])(float *, size_t) = {gelu_scalar, gelu_avx2, gelu_avx512};
+static void (*const softmax_at[])(float *, int) = {softmax_scalar, softmax_avx2, softmax_avx512};
 static void b_quick_gelu(void) {
     memcpy(mlp, mlp_src, sizeof(float) * N_TOK * D_MLP);
-    quick_gelu(mlp, (size_t)N_TOK * D_MLP);
+    quick_gelu_at[kernels_level()](mlp, (size_t)N_TOK * D_MLP);
 }
 static void b_gelu(void) {
     memcpy(mlp, mlp_src, sizeof(float) * N_TOK * D_MLP);
-    gelu(mlp, (size_t)N_TOK * D_MLP);
+    gelu_at[kernels_level()](mlp, (size_t)N_TOK * D_MLP);
 }
 static void b_copy_only(void) { memcpy(mlp, mlp_src, sizeof(float) * N_TOK * D_MLP); }
 static void b_softmax(void) {
     memcpy(scratch, x, sizeof(float) * N_TOK);
-    softmax(scratch, N_TOK);
+    softmax_at[kernels_level()](scratch, N_TOK);
 }
 static void b_add(void) { add_inplace(y, x, (size_t)N_TOK * D_MODEL); }
 static void b_attention(void) { attention(att_out, qkv, N_TOK, N_TOK, D_MODEL, N_HEADS, 0, scratch); }
@@ -76,7 +83,19 @@ static void b_attention_cls(void) { attention(att_out, qkv, N_TOK, 1, D_MODEL, N
 static void b_attention_text(void) {
     attention(att_out, qkv_text, N_TEXT, N_TEXT, D_TEXT, N_HEADS_TEXT, 1, scratch);
 }
-static void b_linear(void) { linear(lin_out, x, w, b, N_TOK, D_MODEL, 3 * D_MODEL); }
+/* y = x W^T + b, [197, 768] x [2304, 768]^T: the qkv projection, one thread */
+static gemm_op qkv_op(void) {
+    const gemm_op op = {lin_out, x, w, b, N_TOK, 3 * D_MODEL, D_MODEL, 0, GEMM_ACT_NONE};
+    return op;
+}
+static void b_gemm_native(void) {
+    const gemm_op op = qkv_op();
+    gemm_run(NULL, &op, GEMM_NATIVE, kernels_level());
+}
+static void b_gemm_openblas(void) {
+    const gemm_op op = qkv_op();
+    gemm_run(NULL, &op, GEMM_OPENBLAS, kernels_level());
+}
 
 int main(int argc, char **argv) {
     if (argc > 1) budget = atof(argv[1]);
@@ -105,6 +124,7 @@ int main(int argc, char **argv) {
         {"attention 197 tok, 768, 12 heads", b_attention},
         {"attention class token only", b_attention_cls},
         {"attention text 77 tok, 512, 8 heads, causal", b_attention_text},
+        {"gemm 197x768 -> 2304 (native, 1 thread)", b_gemm_native},
     };
     const int n_benches = (int)(sizeof benches / sizeof benches[0]);
     const cpu_level best = cpu_detect();
@@ -122,6 +142,9 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     blas_set_threads(1);
-    printf("%-48s %12.0f  (OpenBLAS, 1 thread)\n", "linear 197x768 -> 2304", time_it(b_linear));
+    if (blas_load() == 0)
+        printf("%-48s %12.0f\n", "gemm 197x768 -> 2304 (OpenBLAS, 1 thread)", time_it(b_gemm_openblas));
+    else
+        printf("gemm (OpenBLAS): not measured, its runtime library is not installed (libopenblas0)\n");
     return 0;
 }

@@ -4,7 +4,7 @@
  * it saves the wider registers on a context switch; a CPU with AVX-512 under an OS that
  * does not save ZMM state must not use it. kernels_init() picks one table of function
  * pointers, once; the environment variable CLIP_CPU=scalar|avx2|avx512 can lower the
- * choice. The public kernel names (layernorm, gelu, ...) call through the active table.
+ * choice. The public kernel names (layernorm, add_inplace, attention) call through the active table.
  *
  * Only x86-64 has SIMD versions so far; elsewhere every kernel is the scalar reference
  * (a NEON table would slot in the same way).
@@ -148,12 +148,6 @@ void layernorm(float *out, const float *x, const float *gamma, const float *beta
                int n_rows, int dim, float eps) {
     table()->layernorm(out, x, gamma, beta, n_rows, dim, eps);
 }
-
-void quick_gelu(float *x, size_t n) { table()->quick_gelu(x, n); }
-
-void gelu(float *x, size_t n) { table()->gelu(x, n); }
-
-void softmax(float *x, int n) { table()->softmax(x, n); }
 
 void add_inplace(float *y, const float *x, size_t n) { table()->add_inplace(y, x, n); }
 

@@ -34,12 +34,13 @@ const char *cpu_level_name(cpu_level level);
 void layernorm(float *out, const float *x, const float *gamma, const float *beta,
                int n_rows, int dim, float eps);
 
-/* ---- Activations, in place over n floats -------------------------------------------- */
-void quick_gelu(float *x, size_t n);     /* x * sigmoid(1.702 x)           (OpenAI CLIP) */
-void gelu(float *x, size_t n);           /* 0.5 x (1 + erf(x / sqrt 2))    (exact GELU)  */
-
-/* ---- Softmax over one row of n floats, in place ------------------------------------- */
-void softmax(float *x, int n);
+/* ---- Activations and softmax ---------------------------------------------------------
+ * The model reaches the activations through the matmul's epilogue (kernels/gemm.c) and
+ * softmax inside attention, at the level it was given, so they have no dispatched names;
+ * the per-level versions are below:
+ *   quick_gelu_*(x, n)  x * sigmoid(1.702 x) in place over n floats         (OpenAI CLIP)
+ *   gelu_*(x, n)        0.5 x (1 + erf(x / sqrt 2)) in place                (exact GELU)
+ *   softmax_*(x, n)     softmax over one row of n floats, in place                       */
 
 /* ---- Elementwise ---------------------------------------------------------------------- */
 void add_inplace(float *y, const float *x, size_t n);   /* y += x (the residual) */
@@ -54,10 +55,7 @@ void add_inplace(float *y, const float *x, size_t n);   /* y += x (the residual)
 void attention(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
                int n_heads, int causal, float *scratch);
 
-/* ---- Linear layer through BLAS: y = x . W^T + b ------------------------------------
- * x: [n_rows, d_in], W: [d_out, d_in] (PyTorch layout), b: [d_out] or NULL, y: [n_rows, d_out] */
-void linear(float *y, const float *x, const float *w, const float *b,
-            int n_rows, int d_in, int d_out);
+/* ---- OpenBLAS, for --gemm openblas (kernels/blas_loader.c) ------------------------ */
 void blas_set_threads(int n_threads);
 /* OpenBLAS is loaded (dlopen) on first use: 0 once it is, else a negative CLIP_ERR_*
  * with the reason (clip_fail). Products asked of a missing OpenBLAS run in plain loops. */

@@ -70,9 +70,9 @@ int model_bind(clip_model *m) {
     clip_vision *v = &m->vision;
     clip_text *t = &m->text;
     v->tower = (clip_tower){c->vision_width, c->vision_heads, c->vision_mlp, c->vision_layers,
-                            c->activation, c->ln_eps, NULL};
+                            c->activation, c->ln_eps, NULL, "vision"};
     t->tower = (clip_tower){c->text_width, c->text_heads, c->text_mlp, c->text_layers,
-                            c->activation, c->ln_eps, NULL};
+                            c->activation, c->ln_eps, NULL, "text"};
     int grid = c->image_size / c->patch_size;
     v->n_patches = grid * grid;
     uint64_t vw = (uint64_t)c->vision_width, tw = (uint64_t)c->text_width;

@@ -4,6 +4,7 @@
  * model/bind.c, the towers run in model/vision.c and model/text.c.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,21 @@ int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_con
     ctx->backend = backend;
     *out = ctx;
     return CLIP_OK;
+}
+
+void clip_context_set_trace(clip_context *ctx, clip_trace_fn *fn, void *user) {
+    ctx->trace = fn;
+    ctx->trace_user = user;
+}
+
+void model_trace_emit(const clip_context *ctx, const float *data, int n_dims, const int *dims,
+                      const char *name_format, ...) {
+    char name[96];
+    va_list ap;
+    va_start(ap, name_format);
+    vsnprintf(name, sizeof name, name_format, ap);
+    va_end(ap);
+    ctx->trace(ctx->trace_user, name, n_dims, dims, data);
 }
 
 void clip_context_free(clip_context *ctx) {

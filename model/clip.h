@@ -135,6 +135,31 @@ int clip_encode_images(clip_context *ctx, const float *pixels, int n, float *emb
 /* Encode n texts, ids [n, C], into embeds [n, D] (not normalized). */
 int clip_encode_texts(clip_context *ctx, const int32_t *ids, int n, float *embeds);
 
+/* Watching a forward pass (what `clip_run trace` prints and dumps). With a hook set, the
+ * encoders call it at every stage boundary, in order, from the calling thread:
+ *   fn(user, stage, n_dims, dims, data)
+ * stage: the stage's name; dims[0..n_dims-1]: its shape, the batch first; data: its floats,
+ * row-major, valid only during the call (the context's scratch memory: copy to keep). The
+ * hook only watches: it must not write data or call the encoders. Stages (T = tokens of
+ * a sequence: N+1 for an image, up to and including the end token for a text, except in
+ * a tower's last block from blockL_attn on, which computes the kept token alone: T = 1;
+ * W = width, D = embed_dim, F = MLP width, L = layer):
+ *   vision_pixels [n,3,S,S]  vision_patches [n,N,3PP] (patches unrolled, channel-row-column)
+ *   vision_patch_embeds [n,N,W]  vision_input_embeds [n,N+1,W] (class token + positions)
+ *   vision_after_ln_pre [n,N+1,W]
+ *   text_input_embeds [n,T,W] (token + position embeddings)
+ *   then, per block L of either tower (prefix vision_ or text_):
+ *     blockL_ln1 [n,T,W]  blockL_qkv [n,T,3W]  blockL_attn [n,T,W] (heads' output, before
+ *     the output projection)  blockL_after_attn [n,T,W] (x + out_proj)  blockL_ln2 [n,T,W]
+ *     blockL_mlp [n,T,F] (act(fc1))  after_blockL [n,T,W]
+ *   vision_after_ln_post_cls [n,W]  image_embed [n,D]
+ *   text_after_ln_final [n,1,W] (the end token's row)  text_embed [n,D]
+ * Every name golden-tiny's debug/ activations use is among these (patch_embeds,
+ * after_ln_pre, after_blockL, after_ln_post_cls, input_embeds, after_ln_final, *_embed).
+ * A NULL fn (the default) turns tracing off; it then costs one pointer test per stage. */
+typedef void clip_trace_fn(void *user, const char *stage, int n_dims, const int *dims, const float *data);
+void clip_context_set_trace(clip_context *ctx, clip_trace_fn *fn, void *user);
+
 /* Helpers for embeddings. */
 void clip_normalize(float *v, int n);                         /* v /= |v| (no-op for v = 0) */
 float clip_cosine(const float *a, const float *b, int n);      /* a.b / (|a| |b|) */

@@ -29,6 +29,7 @@ typedef struct {
     int activation;
     float ln_eps;
     clip_block *blocks;              /* [n_layers] */
+    const char *name;                /* "vision" or "text": the prefix of its trace stages */
 } clip_tower;
 
 typedef struct {
@@ -107,7 +108,22 @@ struct clip_context {
     size_t attn_floats;
     void *arena;     /* the one allocation all of the above live in */
     double stage_ms[N_STAGES];
+    clip_trace_fn *trace;    /* clip_context_set_trace; NULL: off */
+    void *trace_user;
 };
+
+/* A trace stage (clip.h, clip_context_set_trace): MODEL_TRACE(ctx, data, n_dims, dims,
+ * name_format, ...). Off, it is one test of ctx->trace; the name is formatted only when on. */
+#define MODEL_TRACE(ctx, ...)                                  \
+    do {                                                       \
+        if ((ctx)->trace) model_trace_emit((ctx), __VA_ARGS__); \
+    } while (0)
+void model_trace_emit(const clip_context *ctx, const float *data, int n_dims, const int *dims,
+                      const char *name_format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
 
 /* Milliseconds since an arbitrary start, for the stage timers. */
 double model_now_ms(void);

@@ -42,12 +42,15 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
         add_inplace(xs, t->pos_embed, (size_t)seq_len * d);
     }
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, x, 3, ((const int[]){n, seq_len, d}), "text_input_embeds");
 
     /* Only the end token leaves the last block, compacted to x rows 0..n-1. */
     tower_blocks(ctx, &t->tower, n, seq_len, eot, 1);
 
     model_layernorm(ctx, ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
+    MODEL_TRACE(ctx, ctx->h, 3, ((const int[]){n, 1, d}), "text_after_ln_final");
     t0 = model_now_ms();
     model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, out, 2, ((const int[]){n, m->config.embed_dim}), "text_embed");
 }

@@ -107,8 +107,8 @@ static void attention_task(void *arg, int task, int thread) {
 }
 
 /* ---- The block ---------------------------------------------------------------------------- */
-static void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
-                              int seq_len, const int *query_pos, int causal) {
+static void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int layer,
+                              int n_seq, int seq_len, const int *query_pos, int causal) {
     const int d = tw->d_model, f = tw->d_mlp, n_tokens = n_seq * seq_len;
     const gemm_activation act = tw->activation == CLIP_ACT_GELU ? GEMM_ACT_GELU : GEMM_ACT_QUICK_GELU;
     float *x = ctx->x, *h = ctx->h;
@@ -117,9 +117,12 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
     /* Attention sub-block. Keys and values need every token; queries only the ones at
      * query_pos, if given. */
     model_layernorm(ctx, h, x, b->ln1_w, b->ln1_b, n_tokens, d, tw->ln_eps);
+    /* trace shapes: [n_seq, rows of each sequence, width]; one row each after compaction */
+    MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, seq_len, d}), "%s_block%d_ln1", tw->name, layer);
     t0 = model_now_ms();
     model_linear(ctx, ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_QKV] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, ctx->qkv, 3, ((const int[]){n_seq, seq_len, 3 * d}), "%s_block%d_qkv", tw->name, layer);
 
     t0 = model_now_ms();
     attention_job job = {ctx, query_pos, d, tw->n_heads, d / tw->n_heads, seq_len, causal};
@@ -130,24 +133,30 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
         n_rows = n_seq;
     }
     ctx->stage_ms[STAGE_ATTENTION] += model_now_ms() - t0;
+    const int rows = n_rows / n_seq;   /* of each sequence from here on */
+    MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_attn", tw->name, layer);
 
     t0 = model_now_ms();
     model_linear(ctx, x, h, b->out_w, b->out_b, n_rows, d, d, 1, GEMM_ACT_NONE);  /* x += ... */
     ctx->stage_ms[STAGE_OUT_PROJ] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, x, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_after_attn", tw->name, layer);
 
     /* MLP sub-block. */
     model_layernorm(ctx, h, x, b->ln2_w, b->ln2_b, n_rows, d, tw->ln_eps);
+    MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_ln2", tw->name, layer);
     t0 = model_now_ms();
     model_linear(ctx, ctx->mlp, h, b->fc1_w, b->fc1_b, n_rows, d, f, 0, act);
+    MODEL_TRACE(ctx, ctx->mlp, 3, ((const int[]){n_seq, rows, f}), "%s_block%d_mlp", tw->name, layer);
     model_linear(ctx, x, ctx->mlp, b->fc2_w, b->fc2_b, n_rows, f, d, 1, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_MLP] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, x, 3, ((const int[]){n_seq, rows, d}), "%s_after_block%d", tw->name, layer);
 }
 
 /* ---- The tower's blocks ------------------------------------------------------------------- */
 void tower_blocks(clip_context *ctx, const clip_tower *tw, int n_seq, int seq_len, const int *keep,
                   int causal) {
     for (int l = 0; l < tw->n_layers; l++)
-        transformer_block(ctx, tw, &tw->blocks[l], n_seq, seq_len, l == tw->n_layers - 1 ? keep : NULL,
+        transformer_block(ctx, tw, &tw->blocks[l], l, n_seq, seq_len, l == tw->n_layers - 1 ? keep : NULL,
                           causal);
     if (tw->n_layers == 0) keep_rows(ctx->x, n_seq, seq_len, keep, tw->d_model);
 }

@@ -7,7 +7,7 @@
  *   -> ln_pre -> n_layers residual blocks (the last one for class tokens only)
  *   -> ln_post of the class tokens -> projection                           -> [n, D]
  * Every linear layer runs over the rows of all n images together; attention stays
- * within each image.
+ * within each image. MODEL_TRACE marks the stages `clip_run trace` shows (clip.h).
  */
 #include <string.h>
 
@@ -41,11 +41,14 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     /* patch_embed for all n images in one matmul: patches [n * N, 3 P P] -> h [n * N, W];
      * then x row s * (N+1) is image s's class token and the N rows after it its patches. */
     double t0 = model_now_ms();
+    MODEL_TRACE(ctx, pixels, 4, ((const int[]){n, 3, image_size, image_size}), "vision_pixels");
     for (int s = 0; s < n; s++)
         patch_unroll(ctx->patches + (size_t)s * n_patches * patch_len, pixels + s * image_len,
                      image_size, p);
+    MODEL_TRACE(ctx, ctx->patches, 3, ((const int[]){n, n_patches, (int)patch_len}), "vision_patches");
     model_linear(ctx, ctx->h, ctx->patches, v->patch_w, NULL, n * n_patches, (int)patch_len, d, 0,
                  GEMM_ACT_NONE);
+    MODEL_TRACE(ctx, ctx->h, 3, ((const int[]){n, n_patches, d}), "vision_patch_embeds");
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * n_tokens * d;
         memcpy(xs, v->class_embed, sizeof(float) * d);
@@ -53,7 +56,9 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
         add_inplace(xs, v->pos_embed, (size_t)n_tokens * d);
     }
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, x, 3, ((const int[]){n, n_tokens, d}), "vision_input_embeds");
     model_layernorm(ctx, x, x, v->ln_pre_w, v->ln_pre_b, n * n_tokens, d, v->tower.ln_eps);
+    MODEL_TRACE(ctx, x, 3, ((const int[]){n, n_tokens, d}), "vision_after_ln_pre");
 
     /* Only the class token (position 0) leaves the last block, compacted to x rows 0..n-1. */
     int class_pos[n];
@@ -62,7 +67,9 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
 
     /* The class token summarizes the image. */
     model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);
+    MODEL_TRACE(ctx, ctx->h, 2, ((const int[]){n, d}), "vision_after_ln_post_cls");
     t0 = model_now_ms();
     model_linear(ctx, out, ctx->h, v->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
+    MODEL_TRACE(ctx, out, 2, ((const int[]){n, m->config.embed_dim}), "image_embed");
 }

@@ -11,8 +11,15 @@
 #             (BUILD/asan: its unit tests, and its clip_run under the Python tests), leaks on;
 #   valgrind  valgrind memcheck over every clip_run command and error path (tests/valgrind.sh);
 #   fuzz      every libFuzzer target (BUILD/fuzz/fuzz_*) for $FUZZ_SECONDS seconds each.
-# The last line is "N passed, N failed" over all stages; the exit code is 0 only when
-# nothing failed.
+# The last line is "N passed, N failed, N skipped" over all stages, after a list of every
+# skip and its reason; the exit code is 0 only when nothing failed.
+#
+# Skips: a stage calls `skip "what: why"`; Check unit tests print "SKIP: ..." (a whole
+# test) or "SKIP-PART: ..." (part of one) lines (tests/testutil.h, TEST_SKIP), Python
+# tests are skipped with unittest and named by tests/unittest_main.py. A skip for an
+# instruction set this CPU lacks stays a skip; a skip whose reason says "needs Debian
+# package" (something deps.sh installs) is a failure under CI=true: in CI nothing that a
+# package could enable goes untested.
 set -u
 BUILD=${1:-build}
 [ $# -gt 0 ] && shift
@@ -22,8 +29,24 @@ export CLIP_TEST_MODELS="$BUILD/test-models"
 CLIP_RUN=${CLIP_RUN:-./clip_run}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_TARGETS=${FUZZ_TARGETS:-weightfile image tokenizer npy}
+# The Python tests run with the interpreter tools/deps.sh provisions (Debian's, which has
+# python3-torch, -numpy, -pil, -regex), not whatever python3 comes first in PATH.
+PYTHON=${PYTHON:-$( [ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3 )}
 passed=0 failed=0
+SKIPS=$(mktemp "${TMPDIR:-/tmp}/clip-skips.XXXXXX")
+trap 'rm -f "$SKIPS"' EXIT
 fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+# skip "what: why": one skipped check, listed at the end.
+skip() { echo "$*" >>"$SKIPS"; }
+# The "SKIP: ..." and "SKIP-PART: ..." lines of a test's output ($1), labelled $2; prints
+# how many whole-test skips there were (the runner counted those as passed).
+collect_skips() {
+    echo "$1" | sed -n 's/^SKIP\(-PART\)\{0,1\}: //p' | while IFS= read -r line; do
+        echo "$2$line" >>"$SKIPS"
+    done
+    echo "$1" | grep -c '^SKIP: '
+}
+count_skips() { [ -s "$SKIPS" ] && wc -l <"$SKIPS" | tr -d ' ' || echo 0; }
 
 # Sanitizer settings: any report ends the process with exit code 86, which no clip_run
 # outcome uses (0 ok, 1 failed, 2 usage), so a test expecting a clean failure notices.
@@ -34,7 +57,7 @@ UBSAN_OPTS="print_stacktrace=1:halt_on_error=1:exitcode=$SAN_EXIT"
 
 if [ ! -d "$SHARED" ]; then
     echo "error: reference data $SHARED is missing (tests need ../shared next to the repo)" >&2
-    echo "0 passed, 1 failed"
+    echo "0 passed, 1 failed, 0 skipped"
     exit 1
 fi
 
@@ -62,7 +85,8 @@ unit_tests() {
         n=$(echo "$out" | sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p')
         if [ -z "$n" ]; then fail "$t crashed or printed no result (exit $rc)"; continue; fi
         set -- $n
-        passed=$((passed + $1 - $2 - $3)); failed=$((failed + $2 + $3))
+        whole=$(collect_skips "$out" "$label")
+        passed=$((passed + $1 - $2 - $3 - whole)); failed=$((failed + $2 + $3))
         [ $rc -eq 0 ] || [ $(($2 + $3)) -gt 0 ] || fail "$t exited $rc"
     done
     [ $found -eq 1 ] || fail "no unit tests in $dir (not built?)"
@@ -70,15 +94,15 @@ unit_tests() {
 
 # Every Python test, against the clip_run in $1; $2 labels the output lines.
 python_tests() {
-    out=$(CLIP_RUN="$1" python3 -m unittest discover -s tests -p 'test_*.py' 2>&1); rc=$?
+    out=$(CLIP_RUN="$1" "$PYTHON" tests/unittest_main.py 2>&1); rc=$?
     echo "$out" | grep -E '^(FAIL|ERROR):|^Ran |^OK|^FAILED' | sed "s/^/$2python: /"
     [ $rc -eq 0 ] || echo "$out" | tail -n 60
     ran=$(echo "$out" | sed -n 's/^Ran \([0-9]*\) test.*/\1/p')
     bad=$(echo "$out" | sed -n 's/^FAILED (\(.*\))/\1/p' | tr ',' '\n' | grep -v skipped \
           | sed -n 's/.*=\([0-9]*\)/\1/p' | awk '{s+=$1} END {print s+0}')
     if [ -z "$ran" ]; then fail "python tests did not run ($2)"; else
-        skipped=$(echo "$out" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p' | head -n 1)
-        passed=$((passed + ran - bad - ${skipped:-0})); failed=$((failed + bad))
+        py_skipped=$(collect_skips "$out" "$2")
+        passed=$((passed + ran - bad - py_skipped)); failed=$((failed + bad))
         [ $rc -eq 0 ] || [ "$bad" -gt 0 ] || fail "python tests exited $rc ($2)"
     fi
 }
@@ -132,5 +156,17 @@ for stage in $STAGES; do
     esac
 done
 
-echo "$passed passed, $failed failed"
+skipped=$(count_skips)
+if [ "$skipped" -gt 0 ]; then
+    echo "skipped:"
+    sed 's/^/  /' "$SKIPS"
+    # In CI, a skip that a package would have prevented is a failure (deps.sh test installs
+    # every package the tests use).
+    if [ "${CI:-}" = true ]; then
+        while IFS= read -r line; do
+            case "$line" in *"needs Debian package"*) fail "skipped under CI=true: $line" ;; esac
+        done <"$SKIPS"
+    fi
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -8,9 +8,9 @@ import os
 import shutil
 import unittest
 
-from harness import golden_model, run, shared, tmpdir
+from harness import Npy, golden_model, run, shared, tmpdir
 
-COMMANDS = ["info", "tokenize", "preprocess", "embed-image", "embed-text", "classify", "score"]
+COMMANDS = ["info", "tokenize", "preprocess", "embed-image", "embed-text", "classify", "score", "trace"]
 
 
 class Cli(unittest.TestCase):
@@ -139,10 +139,10 @@ class Cli(unittest.TestCase):
 
     def test_classify_json(self):
         labels = ["cat", "dog", "rocket"]
-        args = ["classify", self.model, self.image, shared("images", "ihc.gif"), "--json", "--top", "2"]
+        args = ["classify", self.model, self.image, shared("images", "ihc.gif"), "--json"]
         for label in labels:
             args += ["-l", label]
-        lines = run(*args).stdout.decode().splitlines()
+        lines = run(*args, "--top", "2").stdout.decode().splitlines()
         self.assertEqual(len(lines), 2)
         for line in lines:
             obj = json.loads(line)
@@ -150,12 +150,29 @@ class Cli(unittest.TestCase):
             probs = [r["prob"] for r in obj["results"]]
             self.assertEqual(probs, sorted(probs, reverse=True))
             self.assertTrue(set(r["label"] for r in obj["results"]) <= set(labels))
-        full = json.loads(run(*args[:-2]).stdout.decode().splitlines()[0])
+        # without --top: every label, probabilities summing to 1
+        full = json.loads(run(*args).stdout.decode().splitlines()[0])
+        self.assertEqual(sorted(r["label"] for r in full["results"]), sorted(labels))
         self.assertAlmostEqual(sum(r["prob"] for r in full["results"]), 1.0, places=4)
 
+    def test_score_matches_reference_logits(self):
+        """score against OpenAI's logits_per_image (golden-tiny: exp(logit_scale) x cosine of
+        each image and the first 8 strings). hubble_rgba.png is a PNG, whose preprocessing is
+        exact, so the whole chain from the file must land within the golden tolerance."""
+        with open(shared("golden-tiny", "manifest.json"), encoding="utf-8") as f:
+            images = [im["file"] for im in json.load(f)["images"]]
+        with open(shared("golden-tiny", "tokens.json"), encoding="utf-8") as f:
+            texts = [t["text"] for t in json.load(f)["texts"][:8]]
+        row = images.index("hubble_rgba.png")
+        golden = Npy(shared("golden-tiny", "logits_per_image.npy")).row(row)
+        scale = 101.6302490234375   # exp(logit_scale), manifest.json weights.logit_scale_exp
+        for j, text in enumerate(texts):
+            obj = json.loads(run("score", self.model, self.image, "--json", "--", text).stdout)
+            self.assertEqual(obj["text"], text)
+            self.assertAlmostEqual(obj["logit"], golden[j], delta=1e-3, msg="text %r" % text)
+            self.assertAlmostEqual(obj["cosine"] * scale, obj["logit"], delta=1e-4)
+
     def test_score_and_tokenize_json(self):
-        obj = json.loads(run("score", self.model, self.image, "a photo of space", "--json").stdout)
-        self.assertTrue(-1 <= obj["cosine"] <= 1)
         tok = json.loads(run("tokenize", self.model, "--json", "caf\u00e9").stdout.decode().splitlines()[0])
         self.assertEqual(tok["text"], "caf\u00e9")
         self.assertEqual(len(tok["ids"]), 77)

@@ -14,9 +14,9 @@ DEMO = os.path.join(ROOT, "tests", "data", "demo")
 # Every option of every command, to check that each --help lists what its command accepts.
 ALL_OPTIONS = ["-o", "-l", "-f", "-t", "--template", "--top", "-k", "--batch", "--iters", "--gemm", "--raw",
                "--json", "-0", "--ids", "--exclude", "--image", "--html", "--shard", "--npy", "--paths",
-               "--jsonl", "--paths-out", "--labels", "--keep-going", "--no-truncate"]
+               "--jsonl", "--paths-out", "--labels", "--keep-going", "--no-truncate", "--text", "--dump"]
 COMMANDS = ["info", "tokenize", "preprocess", "embed-image", "embed-text", "classify", "score", "index",
-            "search", "export", "merge", "bench"]
+            "search", "export", "merge", "bench", "trace"]
 
 
 class RoughEdges(unittest.TestCase):

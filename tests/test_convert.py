@@ -703,7 +703,7 @@ def torch_available():
     return r.returncode == 0
 
 
-@unittest.skipUnless(torch_available(), "PyTorch at /usr/bin/python3 not available")
+@unittest.skipUnless(torch_available(), "PyTorch is not importable by /usr/bin/python3; needs Debian package python3-torch")
 class TorchWritten(unittest.TestCase):
     """Checkpoints written by PyTorch itself (an optional reference)."""
 

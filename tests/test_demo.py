@@ -104,7 +104,8 @@ class TorchAgreement(unittest.TestCase):
         give the same top-1 label on >= 99.5% of the samples and of fresh drawings."""
         exe = python_with_torch()
         if exe is None:
-            self.skipTest("PyTorch, numpy or PIL is not installed (optional for this check)")
+            self.skipTest("PyTorch, numpy or PIL is not importable by /usr/bin/python3; needs Debian packages "
+                          "python3-torch python3-numpy python3-pil")
         proc = subprocess.run([exe, os.path.join(ROOT, "tools", "compare_torch.py"), "--clip-run",
                                CLIP_RUN, "--drawings", "4"], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=1200)

@@ -188,7 +188,7 @@ def pil_available():
                           stderr=subprocess.DEVNULL).returncode == 0
 
 
-@unittest.skipUnless(pil_available(), "Pillow is not importable in %s" % PIL_PYTHON)
+@unittest.skipUnless(pil_available(), "Pillow is not importable by %s; needs Debian package python3-pil" % PIL_PYTHON)
 class ImageAgainstPillow(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -106,7 +106,7 @@ def c_tokenize(exe, texts, workdir):
     return [[int(x) for x in line.split()] for line in out]
 
 
-@unittest.skipIf(tokenizer_ref is None, "the regex module is not installed")
+@unittest.skipIf(tokenizer_ref is None, "the regex module is not installed; needs Debian package python3-regex")
 class DifferentialTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -163,7 +163,7 @@ class DifferentialTest(unittest.TestCase):
         """When the real ftfy is installed, the stdlib restatement must agree with it
         wherever ftfy's mojibake heuristic does nothing."""
         if tokenizer_ref._ftfy is None:
-            self.skipTest("ftfy is not installed")
+            self.skipTest("ftfy is not installed (not packaged by Debian 12: pip install ftfy)")
         ftfy = tokenizer_ref._ftfy
         rng = random.Random(3)
         for _ in range(2000):

@@ -57,6 +57,30 @@ static inline double rel_l2(const float *a, const float *b, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Skipping, for what this machine cannot run (an instruction set the CPU lacks): Check has no
+ * skip, so a skipped test prints one line that tests/run_tests.sh counts and lists.
+ *   TEST_SKIP("reason", ...)       the whole test: prints "SKIP: file test: reason" and
+ *                                  returns (Check counts a pass; run_tests.sh moves it to the
+ *                                  skipped count);
+ *   TEST_SKIP_PART("reason", ...)  one part of a test that goes on with the rest: prints
+ *                                  "SKIP-PART: file test: reason" (one more skip, the test's
+ *                                  pass stays).
+ * A reason naming a missing installable package must say "needs Debian package NAME":
+ * under CI=true run_tests.sh fails such a skip. */
+#define TEST_SKIP_LINE_(tag, ...)                                     \
+    do {                                                              \
+        printf("%s: %s %s: ", tag, __FILE__, __func__);              \
+        printf(__VA_ARGS__);                                          \
+        printf("\n");                                                 \
+        fflush(stdout);                                               \
+    } while (0)
+#define TEST_SKIP(...)                                                \
+    do {                                                              \
+        TEST_SKIP_LINE_("SKIP", __VA_ARGS__);                         \
+        return;                                                       \
+    } while (0)
+#define TEST_SKIP_PART(...) TEST_SKIP_LINE_("SKIP-PART", __VA_ARGS__)
+
 #define TEST_MAIN()                                                   \
     int main(void) {                                                  \
         SRunner *runner = srunner_create(suite());                    \

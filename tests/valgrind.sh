@@ -69,6 +69,8 @@ check embed-text 0 embed-text "$MODEL" "a photo of a cat" -f "$WORK/texts.txt" -
 check embed-text-ids 0 embed-text "$MODEL" --ids "49406 320 2368 49407" -o "$WORK/ids.npy"
 check classify 0 classify "$MODEL" "$IMAGE" -l astronaut -l cat -l rocket --top 2 --json
 check score 0 score "$MODEL" "$IMAGE" "an astronaut"
+check trace-image 0 trace "$MODEL" "$IMAGE" --dump "$WORK/trace-image"
+check trace-text 0 trace "$MODEL" --text "an astronaut" --dump "$WORK/trace-text"
 check error-missing-model 1 info "$WORK/no-such-model.clip"
 check error-truncated-model-file 1 info "$WORK/truncated.clip"
 check error-corrupt-model 1 score "$WORK/corrupt.clip" "$IMAGE" "x"

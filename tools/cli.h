@@ -42,6 +42,8 @@ typedef struct {
     const char *labels_file;     /* --labels FILE (classify) */
     int shard_i, shard_n;        /* --shard I/N; shard_n 0 = no sharding */
     int keep_going, no_truncate;
+    const char *text;            /* --text (trace) */
+    const char *dump;            /* --dump DIR (trace) */
 } args;
 
 
@@ -133,5 +135,6 @@ int cmd_index(args *a);        /* cmd_search.c */
 int cmd_search(args *a);
 int cmd_export(args *a);
 int cmd_merge(args *a);
+int cmd_trace(args *a);        /* cmd_trace.c */
 
 #endif

@@ -72,7 +72,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
             {"-k", "--top", 'k'}, {NULL, "--exclude", 'x'}, {NULL, "--image", 'I'},
             {NULL, "--html", 'H'}, {NULL, "--shard", 'S'}, {NULL, "--npy", 'N'},
             {NULL, "--paths", 'P'}, {NULL, "--jsonl", 'J'}, {NULL, "--paths-out", 'p'},
-            {NULL, "--labels", 'L'},
+            {NULL, "--labels", 'L'}, {NULL, "--text", 'X'}, {NULL, "--dump", 'D'},
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
@@ -116,6 +116,8 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         case 'J': a->jsonl = value; break;
         case 'p': a->paths_out = value; break;
         case 'L': a->labels_file = value; break;
+        case 'X': a->text = value; break;
+        case 'D': a->dump = value; break;
         case 'S': {
             long i_ = -1, n_ = -1;
             char *slash;

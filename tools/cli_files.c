@@ -69,7 +69,9 @@ static int walk(const args *a, const char *dir, file_list *out, int depth) {
         if (!(names[n++] = strdup(e->d_name))) rc = fail("out of memory");
     }
     closedir(d);
-    if (!rc && n) qsort(names, n, sizeof *names, by_name); /* the same order on every file system */
+    /* the same order on every file system (an empty directory has no array: qsort's
+     * pointer must not be NULL, even for 0 items) */
+    if (!rc && n > 1) qsort(names, n, sizeof *names, by_name);
     size_t dlen = strlen(dir);
     for (size_t i = 0; !rc && i < n; i++) {
         size_t len = dlen + 1 + strlen(names[i]);

@@ -8,6 +8,7 @@
  *   clip_run classify MODEL IMAGE... -l LABEL...    zero-shot labels, best first
  *   clip_run score MODEL IMAGE TEXT                 cosine similarity and logit
  *   clip_run bench MODEL [IMAGE]                    in-process timings per stage, GFLOP/s
+ *   clip_run trace MODEL IMAGE | --text TEXT        every stage of one forward pass [--dump DIR]
  *
  * The commands live in cmd_*.c, what they share in cli.h / cli_common.c; this file holds the
  * command table, the help and main().
@@ -128,6 +129,19 @@ static const command commands[] = {
      "merge OUT IN...\n"
      "  Add every entry of the IN indexes (e.g. made with index --shard I/N) to OUT (created if\n"
      "  missing); all must come from the same model. A path in several INs: the last one wins.\n", cmd_merge},
+    {"trace", "XDtg",
+     "trace MODEL IMAGE [--dump DIR] [-t N] [--gemm B]   or   trace MODEL --text TEXT [--dump DIR]\n"
+     "  Every stage of one forward pass, in order: pixels, patches, patch embeddings, class\n"
+     "  token + positions (or tokens, end token and token + positions), each block's\n"
+     "  LayerNorms, q/k/v, attention, MLP and outputs, the pooled token and the projection:\n"
+     "  one line each with shape, mean, std and first values (model/clip.h lists the stages).\n"
+     "  The last block computes the pooled token alone past attention (shapes [1, W]).\n"
+     "  An IMAGE ending in .npy is a preprocessed float32 [3, S, S] tensor.\n"
+     "  --text TEXT  trace the text tower on TEXT instead of an image\n"
+     "  --dump DIR   also write each stage as DIR/STAGE.npy (float32; the names of\n"
+     "               ../shared/clip/golden-tiny/debug/ where it has the stage)\n"
+     "  -t N         threads (default: one per core, and never more)\n"
+     "  --gemm B     matmul backend: native (default) or openblas\n", cmd_trace},
     {"bench", "tbng",
      "bench MODEL [IMAGE] [-t N] [--batch N] [--iters K] [--gemm native|openblas]\n"
      "  In-process benchmark: the matmul peak (native and OpenBLAS), then warm latency of an\n"

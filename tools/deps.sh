@@ -1,6 +1,9 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
 # Usage: tools/deps.sh build|test|fuzz|bench|train
+#   build: a C compiler, make, stb_image (+ stb_image_write), SQLite. No BLAS (see below).
+#   test: Check, Python 3 with PIL, regex, PyTorch and numpy at /usr/bin/python3, and
+#         OpenBLAS's runtime library: every test runs, none is skipped for a missing package.
 #   train: Debian's PyTorch, numpy and PIL for /usr/bin/python3 (make demo-model).
 #   fuzz: what `make test` needs beyond the unit tests: clang with libFuzzer and the
 #         sanitizer runtimes (make fuzz), valgrind (make valgrind).
@@ -8,18 +11,27 @@
 # prints one line naming the packages to install and fails.
 set -u
 need=""
-have_header() { [ -f "$1" ]; }
 check_pkg() { # package, test command
     if ! sh -c "$2" >/dev/null 2>&1; then need="$need $1"; fi
 }
-check_pkg libopenblas-dev 'test -f /usr/include/x86_64-linux-gnu/cblas.h || test -f /usr/include/aarch64-linux-gnu/cblas.h || test -f /usr/include/cblas.h || pkg-config --exists openblas'
+# The build needs no BLAS at all: OpenBLAS is opened at run time (dlopen) for `--gemm
+# openblas` only, so only its runtime library matters, and only where that is used.
+have_openblas='for f in /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0; do [ -e "$f" ] && exit 0; done; exit 1'
 check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h && test -f /usr/include/stb/stb_image_write.h'
 check_pkg libsqlite3-dev 'test -f /usr/include/sqlite3.h'
-check_pkg pkg-config 'command -v pkg-config'
 check_pkg make 'command -v make'
 check_pkg gcc 'command -v cc'
+check_pkg libc6-dev 'test -f /usr/include/stdio.h'
 case "${1:-build}" in
+    build) sh -c "$have_openblas" >/dev/null 2>&1 ||
+               echo "deps: note: OpenBLAS's runtime library (Debian: libopenblas0) is not installed; clip_run works without it, only --gemm openblas needs it" >&2 ;;
     test)  check_pkg check 'test -f /usr/include/check.h'
+           check_pkg pkg-config 'command -v pkg-config'
+           # the tests compare --gemm openblas with the native kernels
+           check_pkg libopenblas0 "$have_openblas"
+           # tests/test_demo.py (TorchAgreement) and tests/test_convert.py (TorchWritten)
+           check_pkg python3-torch '/usr/bin/python3 -c "import torch"'
+           check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
            check_pkg python3 'command -v python3'
            check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt'
            check_pkg python3-pil '/usr/bin/python3 -c "import PIL"'

@@ -1,30 +1,34 @@
-/* linear.c - the linear layer y = x W^T + b, through OpenBLAS, loaded on first use.
+/* blas_loader.c - OpenBLAS's sgemm for `--gemm openblas`, loaded on first use (dlopen).
  *
- * x: [n_rows, d_in], W: [d_out, d_in] (PyTorch's layout, so the product uses W
- * transposed), b: [d_out] or NULL, y: [n_rows, d_out] (must not overlap x or W).
- * The bias is written into every row of y first and sgemm adds the product onto it
- * (beta = 1), which saves a second pass over y; without a bias beta = 0, and BLAS then
- * never reads y.
+ * blas_sgemm_nt(y, x, W, m, n, k, beta): y = x W^T + beta y with x [m, k], W [n, k]
+ * (PyTorch's layout, so the product uses W transposed), y [m, n] (must not overlap x or W).
  *
  * OpenBLAS is opened with dlopen() the first time a product needs it, not linked: its
  * library constructor starts a pool of threads that spin (sched_yield) for a while
  * waiting for work. Linked, every process paid that at start-up and shared its cores
  * with the spinners, even when only the native kernels run (the default). The thread
  * count asked for before the library is loaded is remembered and applied when it is.
+ *
+ * No BLAS header is included: the build must not depend on which cblas.h a machine has
+ * (netlib's, from libblas-dev, declares cblas_sgemm with other types than OpenBLAS's and
+ * lacks `blasint`). The one entry point used is declared below from OpenBLAS's ABI.
+ * Only the runtime library (Debian: libopenblas0) is needed, and only for --gemm openblas.
  */
-#include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "../io/error.h"
 #include "kernels.h"
 
-typedef void sgemm_fn(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE,
-                      const blasint, const blasint, const blasint, const float, const float *,
-                      const blasint, const float *, const blasint, const float, float *, const blasint);
+/* cblas_sgemm of OpenBLAS's LP64 build (libopenblas.so.0; the 64-bit-integer build is
+ * another library, libopenblas64.so.0, which is not opened): blasint is int, and the
+ * enums CBLAS_ORDER and CBLAS_TRANSPOSE are passed as ints with the values of the CBLAS
+ * standard, which every cblas.h uses. */
+typedef void sgemm_fn(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 typedef void set_threads_fn(int);
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
@@ -58,8 +62,8 @@ static void load_openblas(void) {
 int blas_load(void) {
     pthread_once(&blas_once, load_openblas);
     if (blas_sgemm) return 0;
-    return clip_fail(CLIP_ERR_ARG, "the openblas matmul backend is unavailable: cannot load OpenBLAS (%s)",
-                     blas_error);
+    return clip_fail(CLIP_ERR_ARG, "the openblas matmul backend is unavailable: cannot load OpenBLAS (%s); "
+                     "install its runtime library (Debian: apt-get install libopenblas0)", blas_error);
 }
 
 void blas_set_threads(int n_threads) {
@@ -68,11 +72,11 @@ void blas_set_threads(int n_threads) {
     if (blas_threads) blas_threads(n_threads);   /* else: applied when loaded */
 }
 
-/* y = alpha x W^T + beta y (x [m, k], W [n, k], y [m, n]); without OpenBLAS (blas_load
+/* y = x W^T + beta y (x [m, k], W [n, k], y [m, n]); without OpenBLAS (blas_load
  * failed and the caller went on regardless) the same sum in plain loops. */
 void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k, float beta) {
     if (blas_load() == 0) {
-        blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+        blas_sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, m, n, k, 1.0f, x, k, w, k, beta, y, n);
         return;
     }
     for (int i = 0; i < m; i++)
@@ -81,16 +85,4 @@ void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k
             for (int p = 0; p < k; p++) sum += x[(size_t)i * k + p] * w[(size_t)j * k + p];
             y[(size_t)i * n + j] = beta != 0.0f ? beta * y[(size_t)i * n + j] + sum : sum;
         }
-}
-
-void linear(float *y, const float *x, const float *w, const float *b,
-            int n_rows, int d_in, int d_out) {
-    if (n_rows <= 0 || d_out <= 0) return;
-    if (b)
-        for (int r = 0; r < n_rows; r++) memcpy(y + (size_t)r * d_out, b, (size_t)d_out * sizeof *y);
-    if (d_in <= 0) {                             /* an empty sum: y is just the bias */
-        if (!b) memset(y, 0, (size_t)n_rows * d_out * sizeof *y);
-        return;
-    }
-    blas_sgemm_nt(y, x, w, n_rows, d_out, d_in, b ? 1.0f : 0.0f);
 }
