@@ -624,14 +624,16 @@ static double median(double *ms, int n) {
 static double gemm_peak(gemm_backend backend, int n_threads) {
     enum { M = 120, N = 256, K = 512 };
     float *x = aligned_alloc(64, sizeof(float) * M * K), *w = aligned_alloc(64, sizeof(float) * N * K);
-    float *y = aligned_alloc(64, sizeof(float) * M * N);
+    float *y = aligned_alloc(64, sizeof(float) * M * N), *packed = aligned_alloc(64, sizeof(float) * N * K);
     threadpool *pool = backend == GEMM_NATIVE && n_threads > 1 ? threadpool_new(n_threads) : NULL;
     double best = 0;
-    if (x && w && y) {
+    if (x && w && y && packed) {
         for (int i = 0; i < M * K; i++) x[i] = (float)(i % 17) * 0.01f;
         for (int i = 0; i < N * K; i++) w[i] = (float)(i % 13) * 0.01f;
         blas_set_threads(backend == GEMM_OPENBLAS ? n_threads : 1);
-        const gemm_op op = {y, x, w, NULL, M, N, K, 0, GEMM_ACT_NONE};
+        gemm_weight pw;
+        gemm_pack(&pw, packed, GEMM_F32, w, N, K);
+        const gemm_op op = {y, x, &pw, NULL, M, 0, GEMM_ACT_NONE};
         const double end = now_ms() + 300;
         while (now_ms() < end) {
             double t0 = now_ms();
@@ -644,6 +646,7 @@ static double gemm_peak(gemm_backend backend, int n_threads) {
     free(x);
     free(w);
     free(y);
+    free(packed);
     return best;
 }
 
