@@ -22,14 +22,15 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "quant.h"
 
 /* ---- Weight types ------------------------------------------------------------------------ */
 static const gemm_type_info type_infos[] = {
     {GEMM_F32, "f32", 1, 1},
-    {GEMM_F16, "f16", 1, 0},
-    {GEMM_BF16, "bf16", 1, 0},
-    {GEMM_Q8_0, "q8_0", 32, 0},
-    {GEMM_Q4_0, "q4_0", 32, 0},
+    {GEMM_F16, "f16", 1, 1},
+    {GEMM_BF16, "bf16", 1, 1},
+    {GEMM_Q8_0, "q8_0", QK, 1},
+    {GEMM_Q4_0, "q4_0", QK, 1},
 };
 
 const gemm_type_info *gemm_type_get(gemm_type type) {
@@ -41,7 +42,7 @@ const gemm_type_info *gemm_type_get(gemm_type type) {
 size_t gemm_panel_bytes(gemm_type type, int k) {
     switch (type) {
     case GEMM_F32: return (size_t)k * GEMM_PANEL * sizeof(float);   /* k x 64 bytes */
-    default: return 0;                                                /* no layout yet */
+    default: return quant_panel_bytes(type, k);                       /* quant.h */
     }
 }
 
@@ -53,9 +54,26 @@ gemm_weight gemm_weight_packed(gemm_type type, const void *panels, int n, int k)
     return (gemm_weight){type, n, k, panels, gemm_panel_bytes(type, k)};
 }
 
+/* Bytes from a panel's start to its k step k0 (k0 a multiple of the type's block_k). */
+static size_t k_offset_bytes(gemm_type type, int k0) {
+    switch (type) {
+    case GEMM_F32: return (size_t)k0 * GEMM_PANEL * sizeof(float);
+    case GEMM_F16: case GEMM_BF16: return (size_t)k0 * GEMM_PANEL * 2;
+    default: return quant_panel_bytes(type, k0);       /* whole blocks */
+    }
+}
+
+size_t gemm_work_bytes(gemm_type type, int m, int k) {
+    return type == GEMM_Q8_0 || type == GEMM_Q4_0 ? q8_act_bytes(m, k) : 0;
+}
+
 int gemm_pack(gemm_weight *out, void *dst, gemm_type type, const float *w, int n, int k) {
-    if (type != GEMM_F32) return -1;
+    if (!gemm_type_get(type)) return -1;
     *out = gemm_weight_packed(type, dst, n, k);
+    if (type != GEMM_F32) {
+        quant_pack(dst, type, w, n, k);
+        return 0;
+    }
     float *panel = dst;
     for (int j0 = 0; j0 < n; j0 += GEMM_PANEL, panel += (size_t)k * GEMM_PANEL)
         for (int p = 0; p < k; p++)
@@ -65,8 +83,11 @@ int gemm_pack(gemm_weight *out, void *dst, gemm_type type, const float *w, int n
 }
 
 float gemm_weight_at(const gemm_weight *w, int j, int p) {
-    const float *panel = (const float *)((const char *)w->panels + (size_t)(j / GEMM_PANEL) * w->panel_bytes);
-    return panel[(size_t)p * GEMM_PANEL + j % GEMM_PANEL];
+    const char *panel = (const char *)w->panels + (size_t)(j / GEMM_PANEL) * w->panel_bytes;
+    if (w->type == GEMM_F32) return ((const float *)panel)[(size_t)p * GEMM_PANEL + j % GEMM_PANEL];
+    float row[w->k];       /* tests and slow paths only */
+    quant_row(w, j, row);
+    return row[p];
 }
 
 /* ---- The scalar reference micro-kernel ---------------------------------------------------
@@ -94,6 +115,10 @@ void gemm_f32_scalar_4x16(const gemm_tile *t) {
 /* ---- The micro-kernel table: (ISA x weight type x tile) ---------------------------------- */
 static const gemm_ukernel ukernels[] = {
     {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16},
+    {"scalar f16 4x16", CPU_SCALAR, GEMM_F16, 4, 16, gemm_f16_scalar_4x16},
+    {"scalar bf16 4x16", CPU_SCALAR, GEMM_BF16, 4, 16, gemm_bf16_scalar_4x16},
+    {"scalar q8_0 4x16", CPU_SCALAR, GEMM_Q8_0, 4, 16, gemm_q8_0_scalar_4x16},
+    {"scalar q4_0 4x16", CPU_SCALAR, GEMM_Q4_0, 4, 16, gemm_q4_0_scalar_4x16},
 #if defined(CLIP_KERNELS_X86)
     {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16},
     {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32},
@@ -149,7 +174,19 @@ typedef struct {
     const gemm_ukernel *uk;
     activation_fn *act;
     int nc, kc, mc, prefetch;
+    q8_act xq;                 /* the q8_0/q4_0 types: x quantized per row and block */
 } native_job;
+
+/* The micro-kernel for a weight type: the tuned one for f32; for another type the first
+ * table entry of the best ISA up to `level` (the scalar reference at least). */
+static const gemm_ukernel *kernel_for(gemm_type type, cpu_level level, const gemm_tuning *tune) {
+    if (type == GEMM_F32) return tune->kernel;
+    const gemm_ukernel *best = NULL;
+    for (size_t i = 0; i < sizeof ukernels / sizeof ukernels[0]; i++)
+        if (ukernels[i].type == type && ukernels[i].isa <= level && (!best || ukernels[i].isa > best->isa))
+            best = &ukernels[i];
+    return best;
+}
 
 static void native_task(void *arg, int task, int thread) {
     (void)thread;
@@ -158,16 +195,22 @@ static void native_task(void *arg, int task, int thread) {
     const gemm_weight *w = op->w;
     const int n = w->n, k = w->k, mr = job->uk->mr, nr = job->uk->nr;
     const int n0 = task * job->nc, n_cols = n - n0 < job->nc ? n - n0 : job->nc;
-    gemm_tile t = {.ldx = (size_t)k, .panel_bytes = w->panel_bytes, .ldy = (size_t)n};
+    const int k_steps = job->xq.q ? job->xq.n_blocks * QK : k;   /* int8 types: padded k */
+    gemm_tile t = {.ldx = (size_t)k, .panel_bytes = w->panel_bytes, .ldy = (size_t)n, .type = w->type,
+                   .ldxq = (size_t)job->xq.n_blocks * QK, .ldxd = (size_t)job->xq.n_blocks};
     for (int m0 = 0; m0 < op->m; m0 += job->mc) {
         const int n_rows = op->m - m0 < job->mc ? op->m - m0 : job->mc;
-        for (int k0 = 0; k0 < k; k0 += job->kc) {
-            t.k = k - k0 < job->kc ? k - k0 : job->kc;
+        for (int k0 = 0; k0 < k_steps; k0 += job->kc) {
+            t.k = k_steps - k0 < job->kc ? k_steps - k0 : job->kc;
             t.load_y = k0 > 0 || op->accumulate;
-            const size_t k_bytes = (size_t)k0 * GEMM_PANEL * sizeof(float);   /* f32 panels */
+            const size_t k_bytes = k_offset_bytes(w->type, k0);
             for (int i = 0; i < n_rows; i += mr) {
                 t.m = n_rows - i < mr ? n_rows - i : mr;
                 t.x = op->x + (size_t)(m0 + i) * k + k0;
+                if (job->xq.q) {
+                    t.xq = job->xq.q + (size_t)(m0 + i) * t.ldxq + k0;
+                    t.xd = job->xq.d + (size_t)(m0 + i) * t.ldxd + k0 / QK;
+                }
                 for (int j = 0; j < n_cols; j += nr) {
                     t.n = n_cols - j < nr ? n_cols - j : nr;
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
@@ -184,13 +227,20 @@ static void native_task(void *arg, int task, int thread) {
 
 static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
     const gemm_tuning *tune = gemm_tuning_get(usable(level));
-    const gemm_ukernel *uk = tune->kernel;
+    const gemm_ukernel *uk = kernel_for(op->w->type, usable(level), tune);
     const int n = op->w->n, k = op->w->k, nr = uk->nr;
-    native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch};
+    const int block_k = gemm_type_get(op->w->type)->block_k;
+    native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch, {0}};
+    if (gemm_work_bytes(op->w->type, op->m, k)) {           /* int8 products: quantize x once */
+        q8_act_init(&job.xq, op->work, op->m, k);
+        q8_act_quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
+        job.kc = job.xq.n_blocks * QK;                       /* the padded k */
+    }
     /* k chunks of equal size (a multiple of 16 where possible); a product of at most one
      * row tile reads each weight once anyway, and is never cut along k */
     const int n_chunks = op->m <= uk->mr ? 1 : (k + tune->kc - 1) / tune->kc;
-    if (n_chunks > 1) job.kc = ((k + n_chunks - 1) / n_chunks + 15) / 16 * 16;
+    const int step = block_k > 16 ? block_k : 16;           /* whole vectors and blocks */
+    if (n_chunks > 1) job.kc = ((k + n_chunks - 1) / n_chunks + step - 1) / step * step;
     /* enough tasks that the threads finish together: at least 4 per thread */
     const int n_threads = threadpool_size(pool);
     if (n_threads > 1 && (n + job.nc - 1) / job.nc < 4 * n_threads) {
@@ -239,6 +289,6 @@ void gemm_run(threadpool *pool, const gemm_op *op, gemm_backend backend, cpu_lev
         if (act) act(op->y, (size_t)op->m * n);
         return;
     }
-    if (backend == GEMM_OPENBLAS) openblas_gemm(op, level);
+    if (backend == GEMM_OPENBLAS && op->w->type == GEMM_F32) openblas_gemm(op, level);
     else native_gemm(pool, op, level);
 }

@@ -108,7 +108,13 @@ typedef struct {
     int m;
     int accumulate;           /* 1: y += x W^T + b (e.g. the residual stream); 0: y = ... */
     gemm_activation act;      /* applied to y after the sum (with accumulate 0 only) */
+    void *work;               /* gemm_work_bytes(type, m, k) bytes of scratch (the q8/q4
+                                 types quantize x into it); NULL when that is 0 */
 } gemm_op;
+
+/* Scratch a product needs beyond x, W and y: 0 for f32/f16/bf16, the quantized activation
+ * rows for q8_0/q4_0 (kernels/quant.h). Planned once per context, never in the hot loop. */
+size_t gemm_work_bytes(gemm_type type, int m, int k);
 
 /* Run op on the pool (NULL: the calling thread) with the given backend; the native
  * backend uses the micro-kernel chosen for `level` (clamped to what is compiled in). */
@@ -133,6 +139,10 @@ typedef struct {
                                   k chunk); 0: from zero */
     int prefetch;              /* a hint: fetch the panels this many k steps ahead into L2
                                   (few-row products that stream W from memory); 0: none */
+    gemm_type type;            /* the weight type (one kernel may serve several) */
+    const signed char *xq;     /* q8_0/q4_0: x quantized (quant.h), the tile's first block */
+    const float *xd;           /*   and its per-block scales */
+    size_t ldxq, ldxd;         /*   row strides in int8 values and in scales */
 } gemm_tile;
 typedef void gemm_ukernel_fn(const gemm_tile *t);
 

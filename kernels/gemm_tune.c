@@ -107,8 +107,9 @@ static double time_kernel(const gemm_ukernel *uk, float *x, float *w, float *y) 
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < M; i += uk->mr)
             for (int j = 0; j < N; j += uk->nr) {
-                gemm_tile t = {x + (size_t)i * K, K, w + (size_t)j * K, (size_t)K * 16 * 4, y + (size_t)i * N + j,
-                               N, NULL, M - i < uk->mr ? M - i : uk->mr, uk->nr, K, 0, 0};
+                gemm_tile t = {.x = x + (size_t)i * K, .ldx = K, .w = w + (size_t)j * K,
+                               .panel_bytes = (size_t)K * 16 * 4, .y = y + (size_t)i * N + j, .ldy = N,
+                               .m = M - i < uk->mr ? M - i : uk->mr, .n = uk->nr, .k = K};
                 uk->run(&t);
             }
         clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -117,6 +117,7 @@ struct clip_context {
     float *patches;  /* [max_batch * n_patches, 3 P P]  images unrolled into patch rows */
     float *attn;     /* [n_threads][attn_floats]  one head of one sequence, per thread */
     size_t attn_floats;
+    float *gemm_work; /* scratch of the quantized products (kernels/gemm.h gemm_op.work) */
     void *arena;     /* the one allocation all of the above live in */
     double stage_ms[N_STAGES];
 };

@@ -34,7 +34,7 @@ double model_now_ms(void) {
 
 void model_linear(clip_context *ctx, float *y, const float *x, const gemm_weight *w, const float *b,
                   int n_rows, int accumulate, gemm_activation act) {
-    const gemm_op op = {y, x, w, b, n_rows, accumulate, act};
+    const gemm_op op = {y, x, w, b, n_rows, accumulate, act, ctx->gemm_work};
     gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
 }
 

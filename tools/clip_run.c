@@ -633,7 +633,7 @@ static double gemm_peak(gemm_backend backend, int n_threads) {
         blas_set_threads(backend == GEMM_OPENBLAS ? n_threads : 1);
         gemm_weight pw;
         gemm_pack(&pw, packed, GEMM_F32, w, N, K);
-        const gemm_op op = {y, x, &pw, NULL, M, 0, GEMM_ACT_NONE};
+        const gemm_op op = {y, x, &pw, NULL, M, 0, GEMM_ACT_NONE, NULL};
         const double end = now_ms() + 300;
         while (now_ms() < end) {
             double t0 = now_ms();
