@@ -165,12 +165,18 @@ static void native_task(void *arg, int task, int thread) {
             t.k = k - k0 < job->kc ? k - k0 : job->kc;
             t.load_y = k0 > 0 || op->accumulate;
             const size_t k_bytes = (size_t)k0 * GEMM_PANEL * sizeof(float);   /* f32 panels */
-            for (int i = 0; i < n_rows; i += mr) {
-                t.m = n_rows - i < mr ? n_rows - i : mr;
+            /* row tiles of nearly equal height (50 rows: 5 x 10, not 4 x 12 + 2): a thin
+             * last tile would load its panels for very few FMAs */
+            const int n_tiles = (n_rows + mr - 1) / mr, base = n_rows / n_tiles, extra = n_rows % n_tiles;
+            for (int ti = 0, i = 0; ti < n_tiles; i += t.m, ti++) {
+                t.m = base + (ti < extra);
                 t.x = op->x + (size_t)(m0 + i) * k + k0;
                 for (int j = 0; j < n_cols; j += nr) {
                     t.n = n_cols - j < nr ? n_cols - j : nr;
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
+                    /* the first row tile meets each panel chunk first (from memory): it
+                     * prefetches the next tile's while it computes; later ones find them in L2 */
+                    t.next_w = job->prefetch && ti == 0 && j + nr < n_cols ? (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes : NULL;
                     t.y = op->y + (size_t)(m0 + i) * n + n0 + j;
                     t.bias = k0 == 0 && op->bias ? op->bias + n0 + j : NULL;
                     job->uk->run(&t);
