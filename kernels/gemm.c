@@ -176,7 +176,16 @@ static void native_task(void *arg, int task, int thread) {
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
                     /* the first row tile meets each panel chunk first (from memory): it
                      * prefetches the next tile's while it computes; later ones find them in L2 */
-                    t.next_w = job->prefetch && ti == 0 && j + nr < n_cols ? (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes : NULL;
+                    t.next_w = NULL;
+                    if (job->prefetch && ti == 0) {
+                        if (j + nr < n_cols)          /* the next column tile */
+                            t.next_w = (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes;
+                        else if (k0 + job->kc < k)    /* the task's first tile in the next chunk */
+                            t.next_w = (const char *)w->panels + (size_t)(n0 / GEMM_PANEL) * w->panel_bytes +
+                                       (size_t)(k0 + job->kc) * GEMM_PANEL * sizeof(float);
+                        else if (n0 + n_cols < n)     /* the next task's first tile */
+                            t.next_w = (const char *)w->panels + (size_t)((n0 + n_cols) / GEMM_PANEL) * w->panel_bytes;
+                    }
                     t.y = op->y + (size_t)(m0 + i) * n + n0 + j;
                     t.bias = k0 == 0 && op->bias ? op->bias + n0 + j : NULL;
                     job->uk->run(&t);
