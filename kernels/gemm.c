@@ -204,8 +204,11 @@ static void native_task(void *arg, int task, int thread) {
             t.k = k_steps - k0 < job->kc ? k_steps - k0 : job->kc;
             t.load_y = k0 > 0 || op->accumulate;
             const size_t k_bytes = k_offset_bytes(w->type, k0);
-            for (int i = 0; i < n_rows; i += mr) {
-                t.m = n_rows - i < mr ? n_rows - i : mr;
+            /* row tiles of nearly equal height (50 rows: 5 x 10, not 4 x 12 + 2): a thin
+             * last tile would load its panels for very few FMAs */
+            const int n_tiles = (n_rows + mr - 1) / mr, base = n_rows / n_tiles, extra = n_rows % n_tiles;
+            for (int ti = 0, i = 0; ti < n_tiles; i += t.m, ti++) {
+                t.m = base + (ti < extra);
                 t.x = op->x + (size_t)(m0 + i) * k + k0;
                 if (job->xq.q) {
                     t.xq = job->xq.q + (size_t)(m0 + i) * t.ldxq + k0;
@@ -214,6 +217,18 @@ static void native_task(void *arg, int task, int thread) {
                 for (int j = 0; j < n_cols; j += nr) {
                     t.n = n_cols - j < nr ? n_cols - j : nr;
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
+                    /* the first row tile meets each panel chunk first (from memory): it
+                     * prefetches the next tile's while it computes; later ones find them in L2 */
+                    t.next_w = NULL;
+                    if (job->prefetch && ti == 0) {
+                        if (j + nr < n_cols)          /* the next column tile */
+                            t.next_w = (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes;
+                        else if (k0 + job->kc < k_steps)    /* the task's first tile in the next chunk */
+                            t.next_w = (const char *)w->panels + (size_t)(n0 / GEMM_PANEL) * w->panel_bytes +
+                                       k_offset_bytes(w->type, k0 + job->kc);
+                        else if (n0 + n_cols < n)     /* the next task's first tile */
+                            t.next_w = (const char *)w->panels + (size_t)((n0 + n_cols) / GEMM_PANEL) * w->panel_bytes;
+                    }
                     t.y = op->y + (size_t)(m0 + i) * n + n0 + j;
                     t.bias = k0 == 0 && op->bias ? op->bias + n0 + j : NULL;
                     job->uk->run(&t);

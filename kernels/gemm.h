@@ -137,8 +137,9 @@ typedef struct {
                                   the type's block_k, except for f32) */
     int load_y;                /* 1: the accumulators start from y (accumulate, or a later
                                   k chunk); 0: from zero */
-    int prefetch;              /* a hint: fetch the panels this many k steps ahead into L2
-                                  (few-row products that stream W from memory); 0: none */
+    const void *next_w;        /* a hint, may be ignored: the panels the driver's next tile
+                                  will read (same layout as w), to prefetch while this one
+                                  computes, one line per panel per k step; NULL: none */
     gemm_type type;            /* the weight type (one kernel may serve several) */
     const signed char *xq;     /* q8_0/q4_0: x quantized (quant.h), the tile's first block */
     const float *xd;           /*   and its per-block scales */
@@ -168,7 +169,8 @@ typedef struct {
     int mc;                    /* rows of x per block (x block in L2) */
     int kc;                    /* k per chunk (x tile of MR x KC in L1) */
     int nc;                    /* output columns per thread task (W chunk KC x NC in L2) */
-    int prefetch;              /* W prefetch distance in k steps for few-row products (0: off) */
+    int prefetch;              /* 1: tiles that first touch their panels prefetch the next
+                                  tile's (gemm_tile.next_w) */
     char why[200];             /* one line: the CPU, its caches, what was picked and why */
 } gemm_tuning;
 /* The choice for `level` on this CPU (computed once per level; CLIP_GEMM_TILE=name and

@@ -43,9 +43,10 @@ static inline __attribute__((always_inline)) void tile(const gemm_tile *t, const
             acc[i][1] = b1;
         }
     }
-    const int k = t->k, ahead = t->prefetch * 16;
+    const int k = t->k;
+    const char *next = t->next_w;     /* the next tile's panel, one line per k step */
     for (int p = 0; p < k; p++) {
-        if (ahead) _mm_prefetch((const char *)(w + p * 16 + ahead), _MM_HINT_T1);
+        if (next) _mm_prefetch(next + p * 64, _MM_HINT_T1);
         const __m256 v0 = _mm256_load_ps(w + p * 16), v1 = _mm256_load_ps(w + p * 16 + 8);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {

@@ -49,11 +49,13 @@ static inline __attribute__((always_inline)) void tile(const gemm_tile *t, const
         }
     }
 
-    const int k = t->k, ahead = t->prefetch * 16;
-    if (ahead) {
+    const int k = t->k;
+    if (t->next_w) {
+        /* stream the next tile's panels into L2 at the pace this tile consumes its own */
+        const char *n0 = t->next_w, *n1 = n0 + (np > 1 ? t->panel_bytes : 0);
         for (int p = 0; p < k; p++) {
-            _mm_prefetch((const char *)(w0 + p * 16 + ahead), _MM_HINT_T1);
-            if (np > 1) _mm_prefetch((const char *)(w1 + p * 16 + ahead), _MM_HINT_T1);
+            _mm_prefetch(n0 + p * 64, _MM_HINT_T1);
+            if (np > 1) _mm_prefetch(n1 + p * 64, _MM_HINT_T1);
             const __m512 v0 = _mm512_load_ps(w0 + p * 16);
             const __m512 v1 = np > 1 ? _mm512_load_ps(w1 + p * 16) : v0;
 #pragma GCC unroll 16

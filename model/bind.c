@@ -17,16 +17,18 @@
 #include "../io/error.h"
 #include "model.h"
 
-/* Look up `name` (printf-style) and require the given dims (n_dims of them). */
-static int find(const clip_model *m, const float **out, int n_dims, const uint64_t *dims,
-                const char *fmt, ...) {
+/* Look up `name` (printf-style) and require the given dims (n_dims of them). packed: NULL
+ * for a tensor that must be row-major, else set to whether it is stored in panels. */
+static int find_tensor(const clip_model *m, const float **out, int *packed, int n_dims, const uint64_t *dims,
+                       const char *fmt, va_list ap) {
     char name[128];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
     const wf_tensor *t = weightfile_find(&m->file, name);
     if (!t) return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' is missing", m->file.path, name);
+    if (WF_LAYOUT(t->dtype) != WF_ROWS && !packed)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' is stored in panels; only linear weights may be",
+                         m->file.path, name);
+    if (packed) *packed = WF_LAYOUT(t->dtype) == WF_PANELS16;
     int same = t->n_dims == (uint32_t)n_dims;
     for (int d = 0; same && d < n_dims; d++) same = t->dims[d] == dims[d];
     if (!same) {
@@ -44,7 +46,26 @@ static int find(const clip_model *m, const float **out, int n_dims, const uint64
     return CLIP_OK;
 }
 
-/* A linear layer's weight [n, k]: in place if packed, else packed now. */
+/* A row-major f32 tensor of the given shape. */
+static int find(const clip_model *m, const float **out, int n_dims, const uint64_t *dims, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = find_tensor(m, out, NULL, n_dims, dims, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int find_matrix(const clip_model *m, const float **out, int *packed, const uint64_t *dims,
+                       const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = find_tensor(m, out, packed, 2, dims, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A linear layer's weight [n, k]: in place if the file stores it in panels (version 2),
+ * else packed now into memory the model owns. */
 static int find_linear(clip_model *m, gemm_weight *out, uint64_t n, uint64_t k, const char *fmt, ...) {
     char name[128];
     va_list ap;
@@ -53,8 +74,13 @@ static int find_linear(clip_model *m, gemm_weight *out, uint64_t n, uint64_t k, 
     va_end(ap);
     const float *rows;
     uint64_t dims[2] = {n, k};
-    int rc = find(m, &rows, 2, dims, "%s", name);
+    int packed;
+    int rc = find_matrix(m, &rows, &packed, dims, "%s", name);
     if (rc) return rc;
+    if (packed) {
+        *out = gemm_weight_packed(GEMM_F32, rows, (int)n, (int)k);
+        return CLIP_OK;
+    }
     const size_t bytes = gemm_packed_bytes(GEMM_F32, (int)n, (int)k);
     void **list = realloc(m->packed, sizeof(void *) * (size_t)(m->n_packed + 1));
     if (!list) return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", m->file.path);
