@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 #include "error.h"
 
@@ -252,12 +253,15 @@ static int parse_config(cursor *c, clip_config *cfg) {
  * matrix products 1.7e11 multiply-adds for a 1.7 GB file, 25 MB of activations). The memory
  * estimate mirrors clip_context_new() (model/clip.c) and the image buffers of preprocessing. */
 #define WORK_ALLOWANCE (1ull << 33)          /* multiply-adds per forward pass, any file */
-#define WORK_PER_FILE_BYTE 512ull            /* ... plus this many per byte of the file */
+#define WORK_PER_PARAM 2048ull              /* ... plus this many per parameter (per element,
+                                                whatever its type: a quantized file may ask
+                                                as much as its f32 original) */
 #define MEMORY_ALLOWANCE (256ull << 20)      /* bytes of activations, any file (+ file size) */
 
 static int check_work(const weightfile *wf) {
     const clip_config *c = &wf->config;
-    const uint64_t file_bytes = wf->map_size, grid = (uint64_t)(c->image_size / c->patch_size);
+    /* the f32 size of the weights: a quantized file may ask what its original may */
+    const uint64_t file_bytes = wf->n_params * 4, grid = (uint64_t)(c->image_size / c->patch_size);
     const uint64_t patch_len = 3ull * (uint64_t)c->patch_size * (uint64_t)c->patch_size;
     const struct {
         const char *name;
@@ -268,7 +272,7 @@ static int check_work(const weightfile *wf) {
         {"text", (uint64_t)c->text_context, (uint64_t)c->text_width, (uint64_t)c->text_mlp,
          (uint64_t)c->text_layers, 0},
     };
-    const uint64_t work_limit = WORK_ALLOWANCE + WORK_PER_FILE_BYTE * file_bytes;
+    const uint64_t work_limit = WORK_ALLOWANCE + WORK_PER_PARAM * wf->n_params;
     uint64_t tokens_max = 0, width_max = 0, mlp_max = 0;
     for (int t = 0; t < 2; t++) {
         /* Per layer: q, k, v, out (4 W²) and the MLP (2 W M) per token, scores and their
@@ -279,10 +283,10 @@ static int check_work(const weightfile *wf) {
         uint64_t work = n * per_token;
         if (work / n != per_token || work > work_limit)
             return clip_fail(CLIP_ERR_FORMAT,
-                             "%s: the config asks for a %s forward pass of %.3g multiply-adds (%llu tokens, width %llu, %llu layers); a file of %llu bytes may ask for at most %.3g",
+                             "%s: the config asks for a %s forward pass of %.3g multiply-adds (%llu tokens, width %llu, %llu layers); a file of %llu parameters may ask for at most %.3g",
                              wf->path, tower[t].name, (double)n * (double)per_token,
                              (unsigned long long)n, (unsigned long long)w,
-                             (unsigned long long)tower[t].layers, (unsigned long long)file_bytes,
+                             (unsigned long long)tower[t].layers, (unsigned long long)wf->n_params,
                              (double)work_limit);
         if (n > tokens_max) tokens_max = n;
         if (w > width_max) width_max = w;
@@ -295,9 +299,9 @@ static int check_work(const weightfile *wf) {
                       3 * image_floats;
     if (floats * 4 > MEMORY_ALLOWANCE + file_bytes)
         return clip_fail(CLIP_ERR_FORMAT,
-                         "%s: the config asks for %llu MB of activations; a file of %llu bytes may ask for at most %llu MB",
+                         "%s: the config asks for %llu MB of activations; a file of %llu parameters may ask for at most %llu MB",
                          wf->path, (unsigned long long)(floats * 4 >> 20),
-                         (unsigned long long)file_bytes,
+                         (unsigned long long)wf->n_params,
                          (unsigned long long)((MEMORY_ALLOWANCE + file_bytes) >> 20));
     return CLIP_OK;
 }
@@ -374,16 +378,17 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->dtype = read_u32(c, "tensor dtype");
         t->n_dims = read_u32(c, "tensor rank");
         if (c->failed) return CLIP_ERR_FORMAT;
-        /* f32, row-major or (version 2, matrices only) in panels of 16 rows */
+        /* f32 row-major; in version 2 also (matrices only) panels of 16 rows of f32, f16,
+         * bf16, q8_0 or q4_0 (docs/FORMAT.md). */
         const uint32_t type = WF_TYPE(t->dtype), layout = WF_LAYOUT(t->dtype);
-        if (type != WF_F32 || t->dtype >> 16 || layout > WF_PANELS16 || (layout && wf->version < 2)) {
-            static const char *const reserved[] = {[1] = "f16", [2] = "bf16", [8] = "q8_0", [9] = "q4_0"};
-            const char *name = type < sizeof reserved / sizeof reserved[0] && reserved[type] ? reserved[type] : NULL;
+        const gemm_type_info *info = gemm_type_get((gemm_type)type);
+        if (!info || t->dtype >> 16 || layout > WF_PANELS16 || (layout && wf->version < 2) ||
+            (type != WF_F32 && layout != WF_PANELS16))
             return clip_fail(CLIP_ERR_FORMAT,
-                             "%s: tensor '%s' has dtype %#x (%s%s); this build reads f32 (0) in version %u files%s",
-                             c->path, t->name, t->dtype, name ? "element type " : "unknown",
-                             name ? name : "", wf->version, wf->version >= 2 ? ", also in panels (0x100)" : "");
-        }
+                             "%s: tensor '%s' has dtype %#x (%s%s%s); version %u files hold f32 (0)%s",
+                             c->path, t->name, t->dtype, info ? "element type " : "unknown element type",
+                             info ? info->name : "", layout == WF_PANELS16 ? " in panels" : layout ? " in an unknown layout" : " row-major",
+                             wf->version, wf->version >= 2 ? " and, in panels (0x100 + type), f32, f16 (1), bf16 (2), q8_0 (8), q4_0 (9)" : "");
         if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS || (layout == WF_PANELS16 && t->n_dims != 2))
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions%s", c->path,
                              t->name, t->n_dims, layout == WF_PANELS16 ? " (a packed tensor has 2)" : "");
@@ -399,12 +404,14 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->size = read_u64(c, "tensor size");
         t->checksum = read_u32(c, "tensor checksum");
         if (c->failed) return CLIP_ERR_FORMAT;
-        if (layout == WF_PANELS16) /* the last panel is padded to 16 rows */
-            n_elems = (t->dims[0] + 15) / 16 * 16 * t->dims[1];
-        if (t->size != n_elems * 4)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape (%llu bytes)",
-                             c->path, t->name, (unsigned long long)t->size,
-                             (unsigned long long)(n_elems * 4));
+        wf->n_params += n_elems;
+        /* panels: the last one padded to 16 rows, quantized k to whole blocks (gemm.h) */
+        const uint64_t want = layout == WF_PANELS16
+            ? gemm_packed_bytes((gemm_type)type, (int)t->dims[0], (int)t->dims[1]) : n_elems * 4;
+        if (t->size != want)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape and type %s (%llu bytes)",
+                             c->path, t->name, (unsigned long long)t->size, info->name,
+                             (unsigned long long)want);
         if (offset < data_off || offset > data_off + data_size || t->size > data_off + data_size - offset)
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' offset past end of file", c->path,
                              t->name);
@@ -504,9 +511,9 @@ int weightfile_open(const char *path, weightfile *wf) {
                        path, stored, actual);
         goto fail;
     }
-    if ((rc = parse_config(&config_c, &wf->config)) || (rc = check_work(wf)) ||
+    if ((rc = parse_config(&config_c, &wf->config)) ||
         (rc = parse_tokenizer(&tok_c, &wf->config, &wf->tokenizer)) ||
-        (rc = parse_directory(&dir_c, wf, data_off, data_c.left)))
+        (rc = parse_directory(&dir_c, wf, data_off, data_c.left)) || (rc = check_work(wf)))
         goto fail;
     wf->config.sot_id = (int)wf->tokenizer.sot_id;
     wf->config.eot_id = (int)wf->tokenizer.eot_id;

@@ -19,7 +19,7 @@
 
 /* A tensor's dtype: the element type in the low byte (the codes of gemm_type,
  * kernels/gemm.h), the layout in the next one (docs/FORMAT.md). */
-enum { WF_F32 = 0 };
+enum { WF_F32 = 0, WF_F16 = 1, WF_BF16 = 2, WF_Q8_0 = 8, WF_Q4_0 = 9 };
 enum { WF_ROWS = 0, WF_PANELS16 = 1 };
 #define WF_TYPE(dtype) ((dtype) & 0xFFu)
 #define WF_LAYOUT(dtype) (((dtype) >> 8) & 0xFFu)
@@ -57,6 +57,7 @@ typedef struct {
     wf_tokenizer tokenizer;
     uint32_t n_tensors;
     wf_tensor *tensors;
+    uint64_t n_params;      /* elements of every tensor (the bound of check_work) */
 } weightfile;
 
 int weightfile_open(const char *path, weightfile *wf);

@@ -77,8 +77,9 @@ static int find_linear(clip_model *m, gemm_weight *out, uint64_t n, uint64_t k, 
     int packed;
     int rc = find_matrix(m, &rows, &packed, dims, "%s", name);
     if (rc) return rc;
-    if (packed) {
-        *out = gemm_weight_packed(GEMM_F32, rows, (int)n, (int)k);
+    if (packed) {   /* any element type: f32, f16, bf16, q8_0, q4_0 (weightfile.c checked its size) */
+        const gemm_type type = (gemm_type)WF_TYPE(weightfile_find(&m->file, name)->dtype);
+        *out = gemm_weight_packed(type, rows, (int)n, (int)k);
         return CLIP_OK;
     }
     const size_t bytes = gemm_packed_bytes(GEMM_F32, (int)n, (int)k);
@@ -90,6 +91,21 @@ static int find_linear(clip_model *m, gemm_weight *out, uint64_t n, uint64_t k, 
     m->packed[m->n_packed++] = panels;
     m->packed_bytes += bytes;
     gemm_pack(out, panels, GEMM_F32, rows, (int)n, (int)k);
+    return CLIP_OK;
+}
+
+/* The token embedding [V, W]: row-major f32 (looked up by pointer), or in panels of any
+ * type (quantize's output; rows are dequantized one at a time, model/text.c). */
+static int find_token_embed(clip_model *m, clip_text *t, uint64_t vocab, uint64_t width) {
+    const float *data;
+    int packed;
+    const uint64_t dims[2] = {vocab, width};
+    int rc = find_matrix(m, &data, &packed, dims, "text.token_embed");
+    if (rc) return rc;
+    t->token_embed = packed ? NULL : data;
+    if (packed)
+        t->token_embed_packed = gemm_weight_packed((gemm_type)WF_TYPE(weightfile_find(&m->file, "text.token_embed")->dtype),
+                                                   data, (int)vocab, (int)width);
     return CLIP_OK;
 }
 
@@ -141,7 +157,7 @@ int model_bind(clip_model *m) {
         (rc = find(m, &v->ln_post_b, SHAPE(vw), "vision.ln_post.bias")) ||
         (rc = find_linear(m, &v->proj, D, vw, "vision.proj")) ||
         (rc = bind_tower(m, &v->tower, "vision")) ||
-        (rc = find(m, &t->token_embed, SHAPE((uint64_t)c->text_vocab, tw), "text.token_embed")) ||
+        (rc = find_token_embed(m, t, (uint64_t)c->text_vocab, tw)) ||
         (rc = find(m, &t->pos_embed, SHAPE((uint64_t)c->text_context, tw), "text.pos_embed")) ||
         (rc = find(m, &t->ln_final_w, SHAPE(tw), "text.ln_final.weight")) ||
         (rc = find(m, &t->ln_final_b, SHAPE(tw), "text.ln_final.bias")) ||

@@ -52,7 +52,8 @@ typedef struct {
 
 typedef struct {
     clip_tower tower;
-    const float *token_embed;        /* [vocab, d_model] */
+    const float *token_embed;        /* [vocab, d_model] row-major f32, or NULL: */
+    gemm_weight token_embed_packed;  /*   in panels of another type (kernels/quant.h) */
     const float *pos_embed;          /* [context, d_model] */
     const float *ln_final_w, *ln_final_b;
     gemm_weight proj;                /* [embed_dim, d_model] */
