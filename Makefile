@@ -19,7 +19,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
 CFLAGS  += $(shell pkg-config --cflags openblas 2>/dev/null)
 # OpenBLAS is not linked: kernels/linear.c loads it (dlopen) only for --gemm openblas.
-LDLIBS  += -ldl -lm -lpthread
+LDLIBS  += -lsqlite3 -ldl -lm -lpthread
 BUILD   ?= build
 PYTHON  ?= python3
 # Sanitizer variants build the same sources with SANITIZE=address,undefined (see `asan`).
@@ -46,6 +46,9 @@ ifneq ($(ARCH),x86_64)
   LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# clip_run: tools/clip_run.c (main, command table), cli_common.c (shared), cmd_*.c (commands)
+CLI_SRC := $(sort $(wildcard tools/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK := $(BUILD)/.deps-build
@@ -81,7 +84,7 @@ $(BUILD)/io/stb_image_impl.o: CFLAGS += $(STB_SANITIZE)
 $(LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(CLI): $(BUILD)/tools/clip_run.o $(LIB)
+$(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
@@ -169,4 +172,4 @@ bench-peers: $(BUILD)/.deps-bench $(CLI)
 clean:
 	rm -rf $(BUILD) $(CLI)
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/tools/clip_run.d $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)

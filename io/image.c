@@ -517,6 +517,50 @@ static const char *stb_reason(const char *why, char out[48]) {
     return out;
 }
 
+/* Does the file end as its format says a complete file ends? JPEG: the EOI marker (some
+ * encoders pad after it, so look at the last bytes); PNG: an IEND chunk; GIF: the trailer. */
+static int has_proper_end(const uint8_t *d, size_t n, image_format fmt) {
+    if (fmt == FMT_JPEG) {
+        for (size_t i = n >= 2 ? n - 2 : 0, k = 0; k < 64 && i + 1 < n; i--, k++) {
+            if (d[i] == 0xFF && d[i + 1] == 0xD9) return 1;
+            if (i == 0) break;
+        }
+        return 0;
+    }
+    if (fmt == FMT_PNG) return n >= 12 && memcmp(d + n - 8, "IEND", 4) == 0;
+    if (fmt == FMT_GIF) return n >= 1 && d[n - 1] == 0x3B;
+    return 1;
+}
+
+/* stb's reasons are terse ("outofdata") and, when it tries one format after another, may
+ * come from the wrong one: a JPEG it failed to decode was reported as "bad png sig". Say
+ * what is wrong with the file instead, keeping stb's reason only when it is about it. */
+static int decode_failure(const uint8_t *d, size_t n, const char *label, image_format fmt, const char *why) {
+    static const char *const probes[] = {"bad png sig", "not BMP", "not GIF", "not PSD", "not PIC",
+                                         "not HDR", "not PNM", "bad SOI", "no SOI", "unknown image type"};
+    static const struct { const char *stb, *says; } known[] = {
+        {"outofdata", "the data ends early"}, {"bad huffman code", "bad Huffman code"},
+        {"bad codelengths", "bad Huffman code lengths"}, {"bad zlib header", "bad zlib header"},
+        {"bad compression", "bad compression data"}, {"bad IDAT", "bad image data"},
+        {"no IDAT", "no image data (IDAT)"}, {"bad DQT", "bad quantization table"},
+        {"bad DHT header", "bad Huffman table"}, {"expected marker", "a marker is missing"},
+        {"bad DNL height", "bad line count"}, {"bad SOF len", "bad frame header"},
+    };
+    char shown[48];
+    const char *reason = why ? why : "";
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+        if (strcmp(reason, probes[i]) == 0) reason = "";
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(reason, known[i].stb) == 0) reason = known[i].says;
+    if (reason != why || !why) shown[0] = 0;
+    const char *text = reason[0] ? (reason == why ? stb_reason(why, shown) : reason) : "";
+    if (!has_proper_end(d, n, fmt))
+        return clip_fail(CLIP_ERR_IMAGE, "%s: truncated %s: the file ends before the image does%s%s%s", label,
+                         format_name[fmt], text[0] ? " (" : "", text, text[0] ? ")" : "");
+    return clip_fail(CLIP_ERR_IMAGE, "%s: corrupt %s data%s%s", label, format_name[fmt], text[0] ? ": " : "",
+                     text[0] ? text : "the decoder rejects it");
+}
+
 static int too_large(const char *label, image_format fmt, long w, long h) {
     return clip_fail(CLIP_ERR_IMAGE,
                      "%s: %s image of %ld x %ld is too large (limit %d pixels per side, %u in all)",
@@ -547,11 +591,8 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
          (uint64_t)claimed_w * (uint64_t)claimed_h > IMAGE_MAX_PIXELS))
         return too_large(label, fmt, claimed_w, claimed_h);
     int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(d, (int)n_bytes, &w, &h, &comp)) {
-        char why[48];
-        return clip_fail(CLIP_ERR_IMAGE, "%s: cannot read the %s header (%s)", label,
-                         format_name[fmt], stb_reason(stbi_failure_reason(), why));
-    }
+    if (!stbi_info_from_memory(d, (int)n_bytes, &w, &h, &comp))
+        return decode_failure(d, n_bytes, label, fmt, stbi_failure_reason());
     if (w <= 0 || h <= 0)
         return clip_fail(CLIP_ERR_IMAGE, "%s: %s image is empty (%d x %d)", label, format_name[fmt], w, h);
     if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || (uint64_t)w * h > IMAGE_MAX_PIXELS)
@@ -584,9 +625,7 @@ static int decode_image(const uint8_t *d, size_t n_bytes, const char *label, ima
         const char *why = pnm16 ? "outofmem" : stbi_failure_reason();
         if (why && strcmp(why, "outofmem") == 0)
             return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory decoding a %d x %d image", label, w, h);
-        char shown[48];
-        return clip_fail(CLIP_ERR_IMAGE, "%s: cannot decode %s image (%s)", label, format_name[fmt],
-                         stb_reason(why, shown));
+        return decode_failure(d, n_bytes, label, fmt, why);
     }
     if (dw != w || dh != h) {
         free(pixels); /* stb allocates with plain malloc (STBI_MALLOC is not overridden) */

@@ -75,11 +75,42 @@ static int model_tokenizer_get(const clip_model *m, clip_tokenizer **out) {
 }
 
 int clip_tokenize(const clip_model *m, const char *text, size_t len, int32_t *ids) {
+    return clip_tokenize_check(m, text, len, ids, NULL);
+}
+
+int clip_tokenize_check(const clip_model *m, const char *text, size_t len, int32_t *ids, int *truncated) {
     clip_tokenizer *tok;
+    if (truncated) *truncated = 0;
     int rc = model_tokenizer_get(m, &tok);
     if (rc) return rc;
-    int n = tokenizer_encode(tok, text, len, ids, m->config.text_context);
+    int n = tokenizer_encode_check(tok, text, len, ids, m->config.text_context, truncated);
     return n < 0 ? n : CLIP_OK;
+}
+
+/* FNV-1a, 64 bits: not cryptographic; it tells models apart, it does not authenticate them. */
+static uint64_t fnv(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void clip_model_identity(const clip_model *m, char out[17]) {
+    const clip_config *c = &m->config;
+    const int fields[] = {c->image_size, c->patch_size, c->vision_width, c->vision_layers, c->vision_heads,
+                          c->vision_mlp, c->text_vocab, c->text_context, c->text_width, c->text_layers,
+                          c->text_heads, c->text_mlp, c->embed_dim, c->activation, c->sot_id, c->eot_id};
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint32_t v = (uint32_t)fields[i];
+        h = fnv(h, &v, 4);
+    }
+    for (uint32_t t = 0; t < m->file.n_tensors; t++) {
+        const wf_tensor *w = &m->file.tensors[t];
+        h = fnv(h, w->name, strlen(w->name) + 1);
+        for (uint32_t d = 0; d < w->n_dims; d++) h = fnv(h, &w->dims[d], sizeof w->dims[d]);
+        h = fnv(h, &w->checksum, sizeof w->checksum);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 static int image_finish(const clip_model *m, const uint8_t *rgb, float *pixels) {

@@ -89,6 +89,17 @@ int clip_model_verify(const clip_model *model);
  * reported by that call and every later one. */
 int clip_tokenize(const clip_model *model, const char *text, size_t len, int32_t *ids);
 
+/* The same, and *truncated = 1 when the text had more tokens than fit in the context (the
+ * reference raises an error for such texts unless asked to truncate), else 0. */
+int clip_tokenize_check(const clip_model *model, const char *text, size_t len, int32_t *ids,
+                        int *truncated);
+
+/* A short identity of the weights (16 hex digits and a NUL): a hash of the config and of
+ * every tensor's name, shape and stored checksum. Two files with the same weights have the
+ * same identity wherever they are; a re-converted or retrained model has another. Indexes
+ * of image embeddings record it so vectors of different models are never mixed. */
+void clip_model_identity(const clip_model *model, char out[17]);
+
 /* Decode an image file and preprocess it exactly as the reference does:
  * pixels [3, S, S] float32, normalized with the model's mean and std. */
 int clip_image_load(const clip_model *model, const char *path, float *pixels);

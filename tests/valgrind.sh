@@ -79,3 +79,24 @@ check error-bad-npy 1 embed-image "$MODEL" "$WORK/texts.txt.npy" -o "$WORK/never
 check error-wrong-npy-shape 1 embed-image "$MODEL" "$WORK/image.npy" -o "$WORK/never.npy"
 check error-bad-ids 1 embed-text "$MODEL" --ids "49406 99999999" -o "$WORK/never.npy"
 check error-usage 2 classify "$MODEL" "$IMAGE"
+
+# Image search (issue 14) and the list / keep-going / labels paths.
+mkdir -p "$WORK/photos/sub"
+cp "$IMAGE" "$WORK/photos/a.jpg"
+cp "$IMAGE2" "$WORK/photos/sub/b.bmp"
+for n in c d e f g h i j k l m; do cp "$IMAGE" "$WORK/photos/sub/$n.jpg"; done  # no shard of 2 left empty
+cp "$WORK/truncated.jpg" "$WORK/photos/sub/broken.jpg"
+printf 'astronaut\ncat\nrocket\n' >"$WORK/labels.txt"
+rm -f "$WORK/photos.clipindex" "$WORK/shard0.clipindex" "$WORK/shard1.clipindex" "$WORK/merged.clipindex"
+check index 0 index "$MODEL" "$WORK/photos" -o "$WORK/photos.clipindex" --batch 2
+check index-update 0 index "$MODEL" "$WORK/photos" -o "$WORK/photos.clipindex"
+check index-shard 0 index "$MODEL" "$WORK/photos" -o "$WORK/shard0.clipindex" --shard 0/2
+check index-shard1 0 index "$MODEL" "$WORK/photos" -o "$WORK/shard1.clipindex" --shard 1/2
+check merge 0 merge "$WORK/merged.clipindex" "$WORK/shard0.clipindex" "$WORK/shard1.clipindex"
+check search 0 search "$MODEL" "$WORK/photos.clipindex" "an astronaut" "a cat" -k 2 --json
+check search-image-html 0 search "$MODEL" "$WORK/photos.clipindex" --image "$IMAGE" --html "$WORK/r.html"
+check export 0 export "$WORK/photos.clipindex" --npy "$WORK/exp.npy" --paths "$WORK/exp.txt" --jsonl "$WORK/exp.jsonl"
+check embed-image-dir-keep-going 0 embed-image "$MODEL" "$WORK/photos" -o "$WORK/dir.npy" --keep-going --paths-out "$WORK/dir.txt"
+check classify-labels-file 0 classify "$MODEL" -f "$WORK/dir.txt" --labels "$WORK/labels.txt" --template "{} and {}"
+check error-index-not-an-index 1 index "$MODEL" "$WORK/photos" -o "$WORK/texts.txt"
+check error-search-other-model 1 search weights/demo.clip "$WORK/photos.clipindex" "x"

@@ -209,6 +209,12 @@ static int clean_text(clip_tokenizer *tok, const char *text, size_t len, int *wh
 }
 
 int tokenizer_encode(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids, int context_len) {
+    return tokenizer_encode_check(tok, text, len, ids, context_len, NULL);
+}
+
+int tokenizer_encode_check(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids, int context_len,
+                           int *truncated) {
+    if (truncated) *truncated = 0;
     if (!tok || !ids || (!text && len)) return clip_fail(CLIP_ERR_ARG, "tokenizer_encode: null argument");
     if (context_len < 2) return clip_fail(CLIP_ERR_ARG, "tokenizer_encode: context length %d < 2", context_len);
     if (len > MAX_TEXT_BYTES)
@@ -240,8 +246,14 @@ int tokenizer_encode(clip_tokenizer *tok, const char *text, size_t len, int32_t 
         const uint32_t *word_ids;
         size_t n_word;
         if ((rc = bpe_word(&tok->bpe, tok->word, nb, &word_ids, &n_word, 0))) return rc;
-        for (size_t k = 0; k < n_word && n_tokens < max_tokens; k++) tokens[n_tokens++] = (int32_t)word_ids[k];
+        for (size_t k = 0; k < n_word; k++) {
+            if (n_tokens == max_tokens) { if (truncated) *truncated = 1; break; }
+            tokens[n_tokens++] = (int32_t)word_ids[k];
+        }
     }
+    /* Stopped because the context is full: was there anything left? */
+    if (truncated && !*truncated && n_tokens == max_tokens && pretok_next(clean->cp, clean->len, &pos, &start, &end))
+        *truncated = 1;
     ids[0] = (int32_t)tok->sot_id;
     ids[n_tokens + 1] = (int32_t)tok->eot_id;
     for (size_t k = n_tokens + 2; k < (size_t)context_len; k++) ids[k] = 0;

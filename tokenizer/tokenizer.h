@@ -33,5 +33,8 @@ void tokenizer_free(clip_tokenizer *tok);
  * buffers: use one per thread. */
 int tokenizer_encode(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids,
                      int context_len);
+/* The same; *truncated (if not NULL) = 1 when tokens were dropped to fit context_len. */
+int tokenizer_encode_check(clip_tokenizer *tok, const char *text, size_t len, int32_t *ids,
+                           int context_len, int *truncated);
 
 #endif

@@ -37,12 +37,13 @@ def byte_symbols():
 
 
 class Vocab:
-    def __init__(self, tokens, merges, sot_id, eot_id, source):
+    def __init__(self, tokens, merges, sot_id, eot_id, source, files=None):
         self.tokens = tokens
         self.merges = merges
         self.sot_id = sot_id
         self.eot_id = eot_id
-        self.source = source
+        self.source = source                          # for messages
+        self.files = files if files is not None else [source]  # the files it was read from
 
 
 def _read_text(path):
@@ -135,7 +136,8 @@ def vocab_from_hf(vocab_json, merges_txt, n_vocab):
             raise FormatError("%s: %s is missing" % (vocab_json, special))
     merges = read_merges(merges_txt)
     return Vocab(tokens, _ids_of_merges(merges, token_ids, merges_txt),
-                 token_ids[SOT], token_ids[EOT], "%s + %s" % (vocab_json, merges_txt))
+                 token_ids[SOT], token_ids[EOT], "%s + %s" % (vocab_json, merges_txt),
+                 [vocab_json, merges_txt])
 
 
 def _unique(pairs, path):

@@ -17,7 +17,8 @@ The tokenizer comes from --vocab (a CLIP merges file, gzip or plain; or a vocab.
 merges.txt beside it) or from the files next to SRC.
 
 Tensors are streamed: each is read, converted to float32 and written before the next, and
-the output appears (os.replace of a temporary file) only when everything succeeded.
+the output appears (os.replace of a temporary file) only when everything succeeded; a device
+or FIFO output is written in place, "-o -" writes to standard output.
 Python 3.8+ standard library only; nothing in a checkpoint is ever executed.
 """
 
@@ -26,7 +27,9 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
+import stat
 import sys
 import tempfile
 
@@ -63,6 +66,7 @@ class Checkpoint:
         self.tensors = {}
         self.kinds = []
         self.handles = []  # open archives/files the lazy tensors read from
+        self.files = []    # every file the tensors come from (shards included)
 
     def close(self):
         for h in self.handles:
@@ -100,6 +104,7 @@ def open_checkpoint(src):
     ckpt.weights = weights
     try:
         if weights.endswith(".index.json"):
+            ckpt.files.append(weights)
             _load_sharded(ckpt, weights)
         else:
             _load_file(ckpt, weights)
@@ -110,6 +115,7 @@ def open_checkpoint(src):
 
 
 def _load_file(ckpt, path):
+    ckpt.files.append(path)
     if path.endswith(".safetensors"):
         tensors, _, handle = safetensors_file.read_safetensors(path)
         kind = "safetensors"
@@ -573,10 +579,13 @@ def config_entries(config, name):
     return entries
 
 
+say_to = None  # None: stdout; stderr when the output itself goes to stdout (-o -)
+
+
 def say(text):
     """Progress output; a closed stdout (| head) must not abort the conversion."""
     try:
-        print(text)
+        print(text, file=say_to or sys.stdout)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -594,7 +603,108 @@ def describe(config):
                 c["ln_eps"], c["logit_scale"], list(c["image_mean"]), list(c["image_std"]), c["config_source"]))
 
 
+def refuse_input_as_output(output, inputs):
+    """An output that is one of the inputs (the checkpoint, a shard, the config, the
+    vocabulary; also through a link or a hard link) would be destroyed while it is read."""
+    if output == "-":
+        return
+    for path in inputs:
+        try:
+            if path and os.path.samefile(output, path):
+                raise ConvertError("%s: the output is an input of this conversion (%s); choose another "
+                                   "output path" % (output, path))
+        except OSError:  # either does not exist (yet): no conflict
+            pass
+
+
+class output_file:
+    """Where OUT goes decides how it is written (the same rules as clip_run's io/atomic.c):
+      * a regular file or a new path: a hidden temp file beside it, renamed over it when
+        complete, with the old file's permissions. An interrupted or failed run leaves a
+        previous OUT intact (SIGKILL may leave the .OUT.tmp.XXXXXXXX behind).
+      * a symbolic link is followed: the file it names is replaced, the link stays a link.
+      * a device or FIFO (/dev/null, a named pipe): written in place, never renamed over.
+      * "-": standard output (refused when it is a terminal; progress goes to stderr).
+    The writer seeks back to fill in checksums, which a pipe cannot do: a stream or device
+    gets the file through an unnamed spool file once it is complete."""
+
+    def __init__(self, path):
+        self.path, self.tmp_path, self.f, self.stream = path, None, None, None
+
+    def _spool(self, stream):
+        self.stream = stream
+        self.f = tempfile.TemporaryFile()
+        return self.f
+
+    def __enter__(self):
+        if self.path == "-":
+            if sys.stdout.isatty():
+                raise ConvertError("-o -: standard output is a terminal; redirect it to a file or a pipe")
+            sys.stdout.flush()
+            return self._spool(sys.stdout.buffer)
+        target = os.path.realpath(self.path)  # follows links, also to a file not yet there
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise ConvertError("%s: is a directory" % self.path)
+        if st is not None and stat.S_ISSOCK(st.st_mode):
+            raise ConvertError("%s: is a socket; cannot write an output file to it" % self.path)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            return self._spool(open(target, "wb"))  # device or FIFO: in place
+        out_dir = os.path.dirname(target)
+        if not os.path.isdir(out_dir):
+            raise ConvertError("%s: the output directory %s does not exist" % (self.path, out_dir))
+        fd, self.tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(target) + ".tmp.")
+        self.target = target
+        if st is not None:
+            try:
+                os.chown(self.tmp_path, st.st_uid, st.st_gid)  # as root: keep the owner too
+            except OSError:
+                pass
+            os.chmod(self.tmp_path, stat.S_IMODE(st.st_mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp_path, 0o666 & ~umask)
+        self.f = os.fdopen(fd, "wb")
+        return self.f
+
+    def __exit__(self, kind, value, tb):
+        if self.stream is not None:  # stdout or in place: copy the finished spool
+            try:
+                if kind is None:
+                    self.f.seek(0)
+                    shutil.copyfileobj(self.f, self.stream, 1 << 20)
+                    self.stream.flush()
+            finally:
+                self.f.close()
+                if self.stream is not sys.stdout.buffer:
+                    self.stream.close()
+            return False
+        try:
+            if kind is None:
+                self.f.flush()
+                os.fsync(self.f.fileno())
+            self.f.close()
+            if kind is None:
+                os.replace(self.tmp_path, self.target)
+                self.tmp_path = None
+        finally:
+            if self.tmp_path is not None:
+                try:
+                    os.unlink(self.tmp_path)
+                except OSError:
+                    pass
+        return False
+
+
 def convert(args):
+    if args.output == "-":
+        global say_to
+        say_to = sys.stderr  # stdout carries the file
+    refuse_input_as_output(args.output, [args.src, args.vocab, args.config])
     ckpt = open_checkpoint(args.src)
     try:
         naming = detect_naming(ckpt)
@@ -605,6 +715,7 @@ def convert(args):
         vocab = find_tokenizer(args, ckpt, config["text_vocab"])
         bpe_vocab.check_vocab(vocab)
         name = model_name(args)
+        refuse_input_as_output(args.output, ckpt.files + [config["config_source"]] + vocab.files)
 
         layout = "OpenAI/OpenCLIP names" if naming == "openai" else "Hugging Face names"
         say("read %d tensors from %s (%s, %s)" % (len(picker.used), ckpt.weights, "+".join(ckpt.kinds), layout))
@@ -619,28 +730,9 @@ def convert(args):
         n_params = sum(numel_of(shape) for _, shape, _ in outputs) + 1  # + logit_scale
         say("model: %d parameters, %.1f MB as float32" % (n_params, n_params * 4 / 1e6))
 
-        out_path = os.path.abspath(args.output)
-        out_dir = os.path.dirname(out_path)
-        if not os.path.isdir(out_dir):
-            raise ConvertError("%s: the output directory %s does not exist" % (args.output, out_dir))
-        # A hidden temp file beside the output, renamed over it when complete: an interrupted
-        # or failed run leaves a previous OUT.clip intact (and, killed by SIGKILL, at most
-        # this .OUT.clip.tmp.XXXXXXXX behind; every other signal removes it below).
-        fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".tmp.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs,
-                                          version=args.format_version)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
-            os.replace(tmp_path, out_path)
-        except BaseException:
-            try:
-                os.unlink(tmp_path)
-            except OSError:
-                pass
-            raise
+        with output_file(args.output) as f:
+            size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs,
+                                      version=args.format_version)
         say("wrote %s (%d bytes, name %r)" % (args.output, size, name))
     finally:
         ckpt.close()
@@ -666,7 +758,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="convert.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint file (.pt/.bin/.safetensors) or Hugging Face directory")
-    parser.add_argument("-o", "--output", required=True, help="the .clip file to write")
+    parser.add_argument("-o", "--output", required=True,
+                        help="the .clip file to write ('-': standard output; a device or FIFO is written in place)")
     parser.add_argument("--vocab", help="BPE merges file (CLIP format, .gz or text) or a vocab.json")
     parser.add_argument("--config", help="OpenCLIP model config (OpenAI naming) or config.json (Hugging Face)")
     parser.add_argument("--name", help="free-text model name stored in the file (default: SRC's file name)")

@@ -13,7 +13,8 @@ check_pkg() { # package, test command
     if ! sh -c "$2" >/dev/null 2>&1; then need="$need $1"; fi
 }
 check_pkg libopenblas-dev 'test -f /usr/include/x86_64-linux-gnu/cblas.h || test -f /usr/include/aarch64-linux-gnu/cblas.h || test -f /usr/include/cblas.h || pkg-config --exists openblas'
-check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h'
+check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h && test -f /usr/include/stb/stb_image_write.h'
+check_pkg libsqlite3-dev 'test -f /usr/include/sqlite3.h'
 check_pkg pkg-config 'command -v pkg-config'
 check_pkg make 'command -v make'
 check_pkg gcc 'command -v cc'
@@ -22,7 +23,13 @@ case "${1:-build}" in
            check_pkg python3 'command -v python3'
            check_pkg unicode-data 'test -f /usr/share/unicode/UnicodeData.txt'
            check_pkg python3-pil '/usr/bin/python3 -c "import PIL"'
-           check_pkg python3-regex '/usr/bin/python3 -c "import regex"' ;;
+           check_pkg python3-regex '/usr/bin/python3 -c "import regex"'
+           # tests/test_search.py: drawn images (tools/demo_world.py), numpy.load of export,
+           # the HTML page rendered headless, and the GNU parallel sharding recipe
+           check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
+           check_pkg chromium 'command -v chromium'
+           check_pkg parallel 'command -v parallel'
+           check_pkg sqlite3 'command -v sqlite3' ;;
     fuzz)  check_pkg clang-14 'command -v clang-14'
            check_pkg libclang-rt-14-dev 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a || ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-aarch64.a'
            check_pkg valgrind 'command -v valgrind' ;;
