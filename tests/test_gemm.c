@@ -123,7 +123,8 @@ START_TEST(test_ukernels_match_scalar) {
                         float *ref = random_floats((size_t)m * ldy, 4 + m * n);
                         gemm_weight pw = pack(w, n, k);
                         gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
-                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL};
+                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL,
+                                       GEMM_F32, NULL, NULL, 0, 0};
                         uk[u].run(&t);
                         t.y = ref;
                         gemm_f32_scalar_4x16(&t);
@@ -161,7 +162,7 @@ START_TEST(test_gemm_backends_epilogues) {
                         float *y = random_floats((size_t)s.m * s.n, 40 + si);
                         float *y0 = random_floats((size_t)s.m * s.n, 40 + si);
                         gemm_weight pw = pack(w, s.n, s.k);
-                        gemm_op op = {y, x, &pw, bias, s.m, accumulate, (gemm_activation)act};
+                        gemm_op op = {y, x, &pw, bias, s.m, accumulate, (gemm_activation)act, NULL};
                         gemm_run(pool3, &op, (gemm_backend)backend, (cpu_level)level);
                         char what[64];
                         snprintf(what, sizeof what, "%s/%s", gemm_backend_name((gemm_backend)backend),
@@ -184,12 +185,12 @@ START_TEST(test_gemm_threads_and_rows_identical) {
     float *ref = random_floats((size_t)m * n, 8), *y = random_floats((size_t)m * n, 8);
     float *scalar = random_floats((size_t)m * n, 8);
     gemm_weight pw = pack(w, n, k);
-    gemm_op base = {scalar, x, &pw, bias, m, 0, GEMM_ACT_NONE};
+    gemm_op base = {scalar, x, &pw, bias, m, 0, GEMM_ACT_NONE, NULL};
     gemm_run(NULL, &base, GEMM_NATIVE, CPU_SCALAR);
     for (int level = CPU_SCALAR; level <= CPU_AVX512; level++) {
         if (!have((cpu_level)level)) continue;
         for (int act = GEMM_ACT_NONE; act <= GEMM_ACT_QUICK_GELU; act++) {
-            gemm_op one = {ref, x, &pw, bias, m, 0, (gemm_activation)act};
+            gemm_op one = {ref, x, &pw, bias, m, 0, (gemm_activation)act, NULL};
             gemm_run(NULL, &one, GEMM_NATIVE, (cpu_level)level);
             if (act == GEMM_ACT_NONE)
                 ck_assert_msg(memcmp(scalar, ref, sizeof(float) * m * n) == 0, "%s differs from scalar",
@@ -199,7 +200,7 @@ START_TEST(test_gemm_threads_and_rows_identical) {
                 ck_assert_ptr_nonnull(pool);
                 for (int repeat = 0; repeat < 20; repeat++) {
                     memset(y, 0, sizeof(float) * m * n);
-                    gemm_op op = {y, x, &pw, bias, m, 0, (gemm_activation)act};
+                    gemm_op op = {y, x, &pw, bias, m, 0, (gemm_activation)act, NULL};
                     gemm_run(pool, &op, GEMM_NATIVE, (cpu_level)level);
                     ck_assert_msg(memcmp(y, ref, sizeof(float) * m * n) == 0,
                                   "%s: %d threads differ from 1", cpu_level_name((cpu_level)level), threads);
@@ -207,7 +208,7 @@ START_TEST(test_gemm_threads_and_rows_identical) {
                 threadpool_free(pool);
             }
             for (int r = 0; r < m; r++) {
-                gemm_op row = {y, x + (size_t)r * k, &pw, bias, 1, 0, (gemm_activation)act};
+                gemm_op row = {y, x + (size_t)r * k, &pw, bias, 1, 0, (gemm_activation)act, NULL};
                 gemm_run(NULL, &row, GEMM_NATIVE, (cpu_level)level);
                 ck_assert_msg(memcmp(y, ref + (size_t)r * n, sizeof(float) * n) == 0,
                               "%s: row %d alone differs from the batch", cpu_level_name((cpu_level)level), r);

@@ -172,8 +172,9 @@ static void put_u32(unsigned char *p, uint32_t v) {
 }
 
 /* Version 2 stores the linear weights in panels (dtype 0x100), everything else row-major;
- * a reserved element type, a layout where it does not belong, or panels in a version 1
- * file are refused with a message naming the tensor. */
+ * a type other than f32 outside panels, a size that does not fit the type, an unknown type
+ * or layout, panels where they do not belong, or panels in a version 1 file are refused
+ * with a message naming the tensor. */
 START_TEST(dtypes_and_layouts_checked) {
     load_good();
     unsigned char *bad = malloc(good_size);
@@ -183,11 +184,12 @@ START_TEST(dtypes_and_layouts_checked) {
     ck_assert_uint_eq(good[dtype_field(good, qkv) + 1], 1);          /* 0x100: panels */
     ck_assert_uint_eq(good[dtype_field(good, "vision.pos_embed") + 1], 0);
     const struct { const char *tensor; uint32_t dtype; const char *message; } cases[] = {
-        {qkv, 1, "f16"},                            /* reserved element types */
-        {qkv, 0x108, "q8_0"},
+        {qkv, 1, "f16"},                            /* f16 row-major (only panels) */
+        {qkv, 0x108, "q8_0"},                       /* q8_0 panels of an f32 panel's size */
+        {qkv, 0x10a, "unknown element type"},       /* no type 10 */
         {qkv, 0x200, "unknown"},                    /* unknown layout */
         {"vision.class_embed", 0x100, "dimensions"},/* panels of a vector */
-        {"text.token_embed", 0x100, "text.token_embed"}, /* a table is never in panels */
+        {"text.pos_embed", 0x100, "text.pos_embed"},/* a table other than the token embedding */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         memcpy(bad, good, good_size);
