@@ -67,4 +67,19 @@ int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t);
 /* NULL when absent. */
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name);
 
+/* ---- Writing (io/weightfile_write.c) -------------------------------------------------
+ * A new version-2 file with `src`'s config and tokenizer sections (copied byte for byte)
+ * and the given tensors, each 64-byte aligned with its Adler-32, the header checksum over
+ * everything but the data. Written through io/atomic.c (temp file + rename, or in place for
+ * a device or FIFO, "-" for stdout). */
+typedef struct {
+    const char *name;
+    uint32_t dtype;         /* WF_TYPE | WF_LAYOUT << 8 */
+    uint32_t n_dims;
+    uint64_t dims[WF_MAX_DIMS];
+    const void *data;
+    uint64_t size;          /* bytes */
+} wf_out_tensor;
+int weightfile_write(const char *path, const weightfile *src, const wf_out_tensor *tensors, uint32_t n_tensors);
+
 #endif

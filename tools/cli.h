@@ -42,6 +42,9 @@ typedef struct {
     const char *labels_file;     /* --labels FILE (classify) */
     int shard_i, shard_n;        /* --shard I/N; shard_n 0 = no sharding */
     int keep_going, no_truncate;
+    const char *type;            /* --type (quantize) */
+    const char **keeps;          /* --keep GLOB, repeatable (quantize) */
+    int n_keeps;
 } args;
 
 
@@ -129,6 +132,7 @@ int cmd_embed_image(args *a);
 int cmd_embed_text(args *a);
 int cmd_classify(args *a);     /* cmd_classify.c */
 int cmd_score(args *a);
+int cmd_quantize(args *a);     /* cmd_quantize.c */
 int cmd_index(args *a);        /* cmd_search.c */
 int cmd_search(args *a);
 int cmd_export(args *a);

@@ -128,6 +128,14 @@ static const command commands[] = {
      "merge OUT IN...\n"
      "  Add every entry of the IN indexes (e.g. made with index --shard I/N) to OUT (created if\n"
      "  missing); all must come from the same model. A path in several INs: the last one wins.\n", cmd_merge},
+    {"quantize", "yet",
+     "quantize IN.clip OUT.clip --type f16|bf16|q8_0|q4_0 [--keep GLOB]... [-t N]\n"
+     "  Write IN (an f32 model) with its matrices (linear weights, token embedding) in a smaller\n"
+     "  type; LayerNorm, biases and position embeddings stay f32 (README, \"Quantized models\").\n"
+     "  --type T     f16, bf16, q8_0 (8.5 bits per weight) or q4_0 (4.5; the first 5/6 of the\n"
+     "               text blocks in q8_0)\n"
+     "  --keep GLOB  keep the tensors whose names match (e.g. 'vision.blocks.0.*') as they are\n"
+     "  -t N         threads (default: one per core)\n", cmd_quantize},
     {"bench", "tbng",
      "bench MODEL [IMAGE] [-t N] [--batch N] [--iters K] [--gemm native|openblas]\n"
      "  In-process benchmark: the matmul peak (native and OpenBLAS), then warm latency of an\n"

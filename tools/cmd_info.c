@@ -9,10 +9,44 @@
 #include <string.h>
 #include <time.h>
 
+#include "../io/weightfile.h"
 #include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 #include "../model/clip.h"
 #include "cli.h"
+
+/* Each tower's element types (share of its parameters) and bits per weight, e.g.
+ *   weights:      vision q4_0 99.8%, f32 0.2%: 4.55 bits per weight; text ...; file 4.61 */
+static void print_weight_types(const char *path) {
+    weightfile wf;
+    if (weightfile_open(path, &wf) != CLIP_OK) return;
+    static const char *const towers[] = {"vision.", "text."};
+    uint64_t all_params = 0, all_bytes = 0;
+    printf("weights:     ");
+    for (int tw = 0; tw < 2; tw++) {
+        uint64_t params[256] = {0}, total = 0, bytes = 0;
+        for (uint32_t i = 0; i < wf.n_tensors; i++) {
+            const wf_tensor *t = &wf.tensors[i];
+            if (strncmp(t->name, towers[tw], strlen(towers[tw])) != 0) continue;
+            uint64_t n = 1;
+            for (uint32_t d = 0; d < t->n_dims; d++) n *= t->dims[d];
+            params[WF_TYPE(t->dtype)] += n;
+            total += n;
+            bytes += t->size;
+        }
+        printf("%s %.*s", tw ? ";" : "", (int)strlen(towers[tw]) - 1, towers[tw]);
+        for (int type = 0, first = 1; type < 256; type++)
+            if (params[type]) {
+                const gemm_type_info *info = gemm_type_get((gemm_type)type);
+                printf("%s %s %.1f%%", first ? "" : ",", info ? info->name : "?", 100.0 * params[type] / total);
+                first = 0;
+            }
+        printf(": %.2f bits per weight", total ? 8.0 * bytes / total : 0);
+        all_params += total, all_bytes += bytes;
+    }
+    printf("; file %.2f\n", all_params ? 8.0 * all_bytes / all_params : 0);
+    weightfile_close(&wf);
+}
 
 int cmd_info(args *a) {
     if (a->n_pos != 1) return usage_error(a->cmd, "info takes one MODEL");
@@ -41,6 +75,7 @@ int cmd_info(args *a) {
         return api_fail();
     }
     printf("checksums:    every tensor verified\n");
+    print_weight_types(a->pos[0]);
     printf("kernels:      %s (CPU supports %s)\n", cpu_level_name(kernels_level()),
            cpu_level_name(cpu_detect()));
     printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),
