@@ -114,16 +114,20 @@ void gemm_f32_scalar_4x16(const gemm_tile *t) {
 
 /* ---- The micro-kernel table: (ISA x weight type x tile) ---------------------------------- */
 static const gemm_ukernel ukernels[] = {
-    {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16},
-    {"scalar f16 4x16", CPU_SCALAR, GEMM_F16, 4, 16, gemm_f16_scalar_4x16},
-    {"scalar bf16 4x16", CPU_SCALAR, GEMM_BF16, 4, 16, gemm_bf16_scalar_4x16},
-    {"scalar q8_0 4x16", CPU_SCALAR, GEMM_Q8_0, 4, 16, gemm_q8_0_scalar_4x16},
-    {"scalar q4_0 4x16", CPU_SCALAR, GEMM_Q4_0, 4, 16, gemm_q4_0_scalar_4x16},
+    {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16, 0},
+    {"scalar f16 4x16", CPU_SCALAR, GEMM_F16, 4, 16, gemm_f16_scalar_4x16, 0},
+    {"scalar bf16 4x16", CPU_SCALAR, GEMM_BF16, 4, 16, gemm_bf16_scalar_4x16, 0},
+    {"scalar q8_0 4x16", CPU_SCALAR, GEMM_Q8_0, 4, 16, gemm_q8_0_scalar_4x16, 0},
+    {"scalar q4_0 4x16", CPU_SCALAR, GEMM_Q4_0, 4, 16, gemm_q4_0_scalar_4x16, 0},
 #if defined(CLIP_KERNELS_X86)
-    {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16},
-    {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32},
-    {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32},
-    {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16},
+    {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16, 0},
+    {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32, 0},
+    {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32, 0},
+    {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
+    {"avx512 f16 8x16", CPU_AVX512, GEMM_F16, 8, 16, gemm_f16_avx512_8x16, 0},
+    {"avx512 bf16 8x16", CPU_AVX512, GEMM_BF16, 8, 16, gemm_bf16_avx512_8x16, 0},
+    {"avx512-vnni q8_0 8x16", CPU_AVX512, GEMM_Q8_0, 8, 16, gemm_q8_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q4_0 8x16", CPU_AVX512, GEMM_Q4_0, 8, 16, gemm_q4_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
 #endif
 };
 
@@ -179,11 +183,20 @@ typedef struct {
 
 /* The micro-kernel for a weight type: the tuned one for f32; for another type the first
  * table entry of the best ISA up to `level` (the scalar reference at least). */
+int gemm_ukernel_usable(const gemm_ukernel *uk) {
+#if defined(CLIP_KERNELS_X86)
+    return !(uk->needs & GEMM_NEEDS_VNNI) || __builtin_cpu_supports("avx512vnni");
+#else
+    return uk->needs == 0;
+#endif
+}
+
 static const gemm_ukernel *kernel_for(gemm_type type, cpu_level level, const gemm_tuning *tune) {
     if (type == GEMM_F32) return tune->kernel;
     const gemm_ukernel *best = NULL;
     for (size_t i = 0; i < sizeof ukernels / sizeof ukernels[0]; i++)
-        if (ukernels[i].type == type && ukernels[i].isa <= level && (!best || ukernels[i].isa > best->isa))
+        if (ukernels[i].type == type && ukernels[i].isa <= level && gemm_ukernel_usable(&ukernels[i]) &&
+            (!best || ukernels[i].isa > best->isa))
             best = &ukernels[i];
     return best;
 }

@@ -153,7 +153,11 @@ typedef struct {
     gemm_type type;
     int mr, nr;                /* tile: rows of x, columns of y (nr = panels x 16) */
     gemm_ukernel_fn *run;
+    unsigned needs;            /* extensions beyond the ISA level: GEMM_NEEDS_* */
 } gemm_ukernel;
+#define GEMM_NEEDS_VNNI 1u     /* AVX-512 VNNI (vpdpbusd) */
+/* 1 if this CPU has every extension a micro-kernel needs. */
+int gemm_ukernel_usable(const gemm_ukernel *uk);
 
 /* Every micro-kernel compiled in (for tests and `clip_run info`), n_out set to the count. */
 const gemm_ukernel *gemm_ukernels(int *n_out);
