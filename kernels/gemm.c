@@ -112,7 +112,12 @@ void gemm_f32_scalar_4x16(const gemm_tile *t) {
     }
 }
 
-/* ---- The micro-kernel table: (ISA x weight type x tile) ---------------------------------- */
+/* ---- The micro-kernel table: (ISA x weight type x tile) ----------------------------------
+ * A new ISA adds its file's kernels here under its own #if (e.g. for aarch64:
+ *     {"neon f32 8x16", CPU_NEON, GEMM_F32, 8, 16, gemm_f32_neon_8x16},
+ * with CPU_NEON in kernels.h's cpu_level and a line in gemm_tune.c's choice); a new weight
+ * type adds rows with its gemm_type, its panel size in gemm_panel_bytes() and its packing
+ * in gemm_pack(). tests/test_gemm.c checks every row against the scalar reference. */
 static const gemm_ukernel ukernels[] = {
     {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16, 0},
     {"scalar f16 4x16", CPU_SCALAR, GEMM_F16, 4, 16, gemm_f16_scalar_4x16, 0},
