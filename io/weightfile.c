@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/gemm.h"
+#include "../kernels/quant.h"
 #include "../kernels/kernels.h"
 #include "error.h"
 
@@ -252,12 +254,15 @@ static int parse_config(cursor *c, clip_config *cfg) {
  * matrix products 1.7e11 multiply-adds for a 1.7 GB file, 25 MB of activations). The memory
  * estimate mirrors clip_context_new() (model/clip.c) and the image buffers of preprocessing. */
 #define WORK_ALLOWANCE (1ull << 33)          /* multiply-adds per forward pass, any file */
-#define WORK_PER_FILE_BYTE 512ull            /* ... plus this many per byte of the file */
+#define WORK_PER_PARAM 2048ull              /* ... plus this many per parameter (per element,
+                                                whatever its type: a quantized file may ask
+                                                as much as its f32 original) */
 #define MEMORY_ALLOWANCE (256ull << 20)      /* bytes of activations, any file (+ file size) */
 
 static int check_work(const weightfile *wf) {
     const clip_config *c = &wf->config;
-    const uint64_t file_bytes = wf->map_size, grid = (uint64_t)(c->image_size / c->patch_size);
+    /* the f32 size of the weights: a quantized file may ask what its original may */
+    const uint64_t file_bytes = wf->n_params * 4, grid = (uint64_t)(c->image_size / c->patch_size);
     const uint64_t patch_len = 3ull * (uint64_t)c->patch_size * (uint64_t)c->patch_size;
     const struct {
         const char *name;
@@ -268,7 +273,7 @@ static int check_work(const weightfile *wf) {
         {"text", (uint64_t)c->text_context, (uint64_t)c->text_width, (uint64_t)c->text_mlp,
          (uint64_t)c->text_layers, 0},
     };
-    const uint64_t work_limit = WORK_ALLOWANCE + WORK_PER_FILE_BYTE * file_bytes;
+    const uint64_t work_limit = WORK_ALLOWANCE + WORK_PER_PARAM * wf->n_params;
     uint64_t tokens_max = 0, width_max = 0, mlp_max = 0;
     for (int t = 0; t < 2; t++) {
         /* Per layer: q, k, v, out (4 W²) and the MLP (2 W M) per token, scores and their
@@ -279,10 +284,10 @@ static int check_work(const weightfile *wf) {
         uint64_t work = n * per_token;
         if (work / n != per_token || work > work_limit)
             return clip_fail(CLIP_ERR_FORMAT,
-                             "%s: the config asks for a %s forward pass of %.3g multiply-adds (%llu tokens, width %llu, %llu layers); a file of %llu bytes may ask for at most %.3g",
+                             "%s: the config asks for a %s forward pass of %.3g multiply-adds (%llu tokens, width %llu, %llu layers); a file of %llu parameters may ask for at most %.3g",
                              wf->path, tower[t].name, (double)n * (double)per_token,
                              (unsigned long long)n, (unsigned long long)w,
-                             (unsigned long long)tower[t].layers, (unsigned long long)file_bytes,
+                             (unsigned long long)tower[t].layers, (unsigned long long)wf->n_params,
                              (double)work_limit);
         if (n > tokens_max) tokens_max = n;
         if (w > width_max) width_max = w;
@@ -295,9 +300,9 @@ static int check_work(const weightfile *wf) {
                       3 * image_floats;
     if (floats * 4 > MEMORY_ALLOWANCE + file_bytes)
         return clip_fail(CLIP_ERR_FORMAT,
-                         "%s: the config asks for %llu MB of activations; a file of %llu bytes may ask for at most %llu MB",
+                         "%s: the config asks for %llu MB of activations; a file of %llu parameters may ask for at most %llu MB",
                          wf->path, (unsigned long long)(floats * 4 >> 20),
-                         (unsigned long long)file_bytes,
+                         (unsigned long long)wf->n_params,
                          (unsigned long long)((MEMORY_ALLOWANCE + file_bytes) >> 20));
     return CLIP_OK;
 }
@@ -374,12 +379,20 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->dtype = read_u32(c, "tensor dtype");
         t->n_dims = read_u32(c, "tensor rank");
         if (c->failed) return CLIP_ERR_FORMAT;
-        if (t->dtype != WF_F32)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has dtype %u (this build reads only 0 = f32)",
-                             c->path, t->name, t->dtype);
-        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", c->path,
-                             t->name, t->n_dims);
+        /* f32 row-major; in version 2 also (matrices only) panels of 16 rows of f32, f16,
+         * bf16, q8_0 or q4_0 (docs/FORMAT.md). */
+        const uint32_t type = WF_TYPE(t->dtype), layout = WF_LAYOUT(t->dtype);
+        const gemm_type_info *info = gemm_type_get((gemm_type)type);
+        if (!info || t->dtype >> 16 || layout > WF_PANELS16 || (layout && wf->version < 2) ||
+            (type != WF_F32 && layout != WF_PANELS16))
+            return clip_fail(CLIP_ERR_FORMAT,
+                             "%s: tensor '%s' has dtype %#x (%s%s%s); version %u files hold f32 (0)%s",
+                             c->path, t->name, t->dtype, info ? "element type " : "unknown element type",
+                             info ? info->name : "", layout == WF_PANELS16 ? " in panels" : layout ? " in an unknown layout" : " row-major",
+                             wf->version, wf->version >= 2 ? " and, in panels (0x100 + type), f32, f16 (1), bf16 (2), q8_0 (8), q4_0 (9)" : "");
+        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS || (layout == WF_PANELS16 && t->n_dims != 2))
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions%s", c->path,
+                             t->name, t->n_dims, layout == WF_PANELS16 ? " (a packed tensor has 2)" : "");
         uint64_t n_elems = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             t->dims[d] = read_u64(c, "tensor shape");
@@ -392,10 +405,14 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->size = read_u64(c, "tensor size");
         t->checksum = read_u32(c, "tensor checksum");
         if (c->failed) return CLIP_ERR_FORMAT;
-        if (t->size != n_elems * 4)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape (%llu bytes)",
-                             c->path, t->name, (unsigned long long)t->size,
-                             (unsigned long long)(n_elems * 4));
+        wf->n_params += n_elems;
+        /* panels: the last one padded to 16 rows, quantized k to whole blocks (gemm.h) */
+        const uint64_t want = layout == WF_PANELS16
+            ? gemm_packed_bytes((gemm_type)type, (int)t->dims[0], (int)t->dims[1]) : n_elems * 4;
+        if (t->size != want)
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape and type %s (%llu bytes)",
+                             c->path, t->name, (unsigned long long)t->size, info->name,
+                             (unsigned long long)want);
         if (offset < data_off || offset > data_off + data_size || t->size > data_off + data_size - offset)
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' offset past end of file", c->path,
                              t->name);
@@ -471,11 +488,12 @@ int weightfile_open(const char *path, weightfile *wf) {
         goto fail;
     }
     uint32_t version = h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24;
-    if (version != WF_VERSION) {
-        rc = clip_fail(CLIP_ERR_FORMAT, "%s: format version %u, this build reads version %d",
+    if (version != 1 && version != WF_VERSION) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: format version %u, this build reads versions 1 and %d",
                        path, version, WF_VERSION);
         goto fail;
     }
+    wf->version = version;
     cursor config_c, tok_c, dir_c, data_c;
     if ((rc = section(wf, h + 16, "config", &config_c)) || (rc = section(wf, h + 32, "tokenizer", &tok_c)) ||
         (rc = section(wf, h + 48, "tensor directory", &dir_c)) || (rc = section(wf, h + 64, "data", &data_c)))
@@ -494,9 +512,9 @@ int weightfile_open(const char *path, weightfile *wf) {
                        path, stored, actual);
         goto fail;
     }
-    if ((rc = parse_config(&config_c, &wf->config)) || (rc = check_work(wf)) ||
+    if ((rc = parse_config(&config_c, &wf->config)) ||
         (rc = parse_tokenizer(&tok_c, &wf->config, &wf->tokenizer)) ||
-        (rc = parse_directory(&dir_c, wf, data_off, data_c.left)))
+        (rc = parse_directory(&dir_c, wf, data_off, data_c.left)) || (rc = check_work(wf)))
         goto fail;
     wf->config.sot_id = (int)wf->tokenizer.sot_id;
     wf->config.eot_id = (int)wf->tokenizer.eot_id;
@@ -522,6 +540,30 @@ void weightfile_close(weightfile *wf) {
 #define MADV_POPULATE_READ 22 /* Linux 5.14 */
 #endif
 
+/* Half-precision values and the quantized types' f16 scales must be finite: a file written
+ * with an infinite or NaN one (checksums match what was written) would give NaN embeddings.
+ * f32 tensors are taken as they are, as always. Runs with the checksum, on the same pages. */
+static int check_values(const weightfile *wf, const wf_tensor *t) {
+    const uint32_t type = WF_TYPE(t->dtype);
+    if (type == WF_F32) return CLIP_OK;
+    const uint16_t *halves = t->data;
+    const uint16_t exp_mask = type == WF_BF16 ? 0x7f80 : 0x7c00;   /* all ones: inf or NaN */
+    size_t stride = 1, count = (size_t)t->size / 2, block = 0;
+    if (type == WF_Q8_0 || type == WF_Q4_0) {    /* only the 16 scales opening each block */
+        block = type == WF_Q8_0 ? sizeof(q8_0_block) : sizeof(q4_0_block);
+        count = (size_t)t->size / block;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const uint16_t *h = block ? (const uint16_t *)((const char *)t->data + i * block) : halves + i * stride;
+        for (int f = 0; f < (block ? GEMM_PANEL : 1); f++)
+            if ((h[f] & exp_mask) == exp_mask)
+                return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has an infinite or NaN %s at byte %zu: the file is damaged",
+                                 wf->path, t->name, block ? "scale" : "value",
+                                 (size_t)((const char *)&h[f] - (const char *)t->data));
+    }
+    return CLIP_OK;
+}
+
 int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t) {
     /* Map the tensor's pages in one call before reading them: for a file in the page
      * cache this is 2-3x cheaper than taking a page fault per 4 KB (or per fault-around
@@ -531,9 +573,10 @@ int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t) {
     uintptr_t first = (uintptr_t)t->data & ~(page - 1), end = (uintptr_t)t->data + (size_t)t->size;
     if (t->size) madvise((void *)first, end - first, MADV_POPULATE_READ);
     uint32_t actual = adler32(1, t->data, (size_t)t->size);
-    if (actual == t->checksum || WF_SKIP_CHECKSUMS) return CLIP_OK;
-    return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' checksum mismatch (stored %08x, computed %08x): the file is damaged",
-                     wf->path, t->name, t->checksum, actual);
+    if (actual != t->checksum && !WF_SKIP_CHECKSUMS)
+        return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                         wf->path, t->name, t->checksum, actual);
+    return check_values(wf, t);
 }
 
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name) {

@@ -13,11 +13,16 @@
 #include "../model/clip.h"
 
 #define WF_MAGIC "CLIPC\0\0\1"
-#define WF_VERSION 1
+#define WF_VERSION 2           /* written by tools/convert.py; version 1 files still load */
 #define WF_ALIGN 64
 #define WF_MAX_DIMS 4
 
-enum { WF_F32 = 0 };
+/* A tensor's dtype: the element type in the low byte (the codes of gemm_type,
+ * kernels/gemm.h), the layout in the next one (docs/FORMAT.md). */
+enum { WF_F32 = 0, WF_F16 = 1, WF_BF16 = 2, WF_Q8_0 = 8, WF_Q4_0 = 9 };
+enum { WF_ROWS = 0, WF_PANELS16 = 1 };
+#define WF_TYPE(dtype) ((dtype) & 0xFFu)
+#define WF_LAYOUT(dtype) (((dtype) >> 8) & 0xFFu)
 
 /* Fuzzing builds skip checksums, so that mutated files reach the structural checks. */
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -28,7 +33,7 @@ enum { WF_F32 = 0 };
 
 typedef struct {
     char name[128];
-    uint32_t dtype;
+    uint32_t dtype;         /* WF_TYPE | WF_LAYOUT << 8 */
     uint32_t n_dims;
     uint64_t dims[WF_MAX_DIMS];
     const void *data;       /* inside the mapping, WF_ALIGN-aligned */
@@ -45,12 +50,14 @@ typedef struct {
 
 typedef struct {
     char path[512];
+    uint32_t version;       /* 1: every tensor row-major; 2: linear weights in panels */
     const uint8_t *map;
     size_t map_size;
     clip_config config;
     wf_tokenizer tokenizer;
     uint32_t n_tensors;
     wf_tensor *tensors;
+    uint64_t n_params;      /* elements of every tensor (the bound of check_work) */
 } weightfile;
 
 int weightfile_open(const char *path, weightfile *wf);
@@ -59,5 +66,20 @@ void weightfile_close(weightfile *wf);
 int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t);
 /* NULL when absent. */
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name);
+
+/* ---- Writing (io/weightfile_write.c) -------------------------------------------------
+ * A new version-2 file with `src`'s config and tokenizer sections (copied byte for byte)
+ * and the given tensors, each 64-byte aligned with its Adler-32, the header checksum over
+ * everything but the data. Written through io/atomic.c (temp file + rename, or in place for
+ * a device or FIFO, "-" for stdout). */
+typedef struct {
+    const char *name;
+    uint32_t dtype;         /* WF_TYPE | WF_LAYOUT << 8 */
+    uint32_t n_dims;
+    uint64_t dims[WF_MAX_DIMS];
+    const void *data;
+    uint64_t size;          /* bytes */
+} wf_out_tensor;
+int weightfile_write(const char *path, const weightfile *src, const wf_out_tensor *tensors, uint32_t n_tensors);
 
 #endif

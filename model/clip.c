@@ -44,6 +44,8 @@ void clip_model_free(clip_model *m) {
     model_verify_free(m);
     free(m->vision.tower.blocks);
     free(m->text.tower.blocks);
+    for (int i = 0; i < m->n_packed; i++) free(m->packed[i]);
+    free(m->packed);
     if (m->tokenizer) tokenizer_free(m->tokenizer->tokenizer);
     free(m->tokenizer);
     weightfile_close(&m->file);
@@ -175,7 +177,11 @@ int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_con
     size_t attn_floats = lines(seq * 4 * head_dim + seq);
     size_t sizes[] = {lines(rows * d_model), lines(rows * d_model), lines(rows * 3 * d_model),
                       lines(rows * d_mlp), lines((size_t)max_batch * m->vision.n_patches * patch_len),
-                      attn_floats * (size_t)n_threads};
+                      attn_floats * (size_t)n_threads,
+                      /* quantized weights: x quantized per block (kernels/quant.h), for the
+                         widest input any linear layer has */
+                      lines((gemm_work_bytes(GEMM_Q8_0, (int)rows, (int)max_z(max_z(d_mlp, patch_len), d_model))
+                             + sizeof(float) - 1) / sizeof(float))};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
 
@@ -186,7 +192,7 @@ int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_con
                          total * sizeof(float) >> 20);
     }
     float *p = ctx->arena;
-    float **bufs[] = {&ctx->x, &ctx->h, &ctx->qkv, &ctx->mlp, &ctx->patches, &ctx->attn};
+    float **bufs[] = {&ctx->x, &ctx->h, &ctx->qkv, &ctx->mlp, &ctx->patches, &ctx->attn, &ctx->gemm_work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i] = p;
         p += sizes[i];

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../kernels/kernels.h"
+#include "../kernels/quant.h"
 #include "model.h"
 
 void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
@@ -36,9 +37,11 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
     float *x = ctx->x;
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * seq_len * d;
-        for (int i = 0; i < seq_len; i++)
-            memcpy(xs + (size_t)i * d, t->token_embed + (size_t)ids[(size_t)s * context + i] * d,
-                   sizeof(float) * d);
+        for (int i = 0; i < seq_len; i++) {
+            const int id = ids[(size_t)s * context + i];
+            if (t->token_embed) memcpy(xs + (size_t)i * d, t->token_embed + (size_t)id * d, sizeof(float) * d);
+            else quant_row(&t->token_embed_packed, id, xs + (size_t)i * d);    /* quantized */
+        }
         add_inplace(xs, t->pos_embed, (size_t)seq_len * d);
     }
     ctx->stage_ms[STAGE_EMBED] += model_now_ms() - t0;
@@ -50,7 +53,7 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
     model_layernorm(ctx, ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
     MODEL_TRACE(ctx, ctx->h, 3, ((const int[]){n, 1, d}), "text_after_ln_final");
     t0 = model_now_ms();
-    model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    model_linear(ctx, out, ctx->h, &t->proj, NULL, n, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
     MODEL_TRACE(ctx, out, 2, ((const int[]){n, m->config.embed_dim}), "text_embed");
 }

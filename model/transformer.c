@@ -32,9 +32,9 @@ double model_now_ms(void) {
     return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
-void model_linear(clip_context *ctx, float *y, const float *x, const float *w, const float *b,
-                  int n_rows, int d_in, int d_out, int accumulate, gemm_activation act) {
-    const gemm_op op = {y, x, w, b, n_rows, d_out, d_in, accumulate, act};
+void model_linear(clip_context *ctx, float *y, const float *x, const gemm_weight *w, const float *b,
+                  int n_rows, int accumulate, gemm_activation act) {
+    const gemm_op op = {y, x, w, b, n_rows, accumulate, act, ctx->gemm_work};
     gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
 }
 
@@ -120,7 +120,7 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
     /* trace shapes: [n_seq, rows of each sequence, width]; one row each after compaction */
     MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, seq_len, d}), "%s_block%d_ln1", tw->name, layer);
     t0 = model_now_ms();
-    model_linear(ctx, ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d, 0, GEMM_ACT_NONE);
+    model_linear(ctx, ctx->qkv, h, &b->qkv_w, b->qkv_b, n_tokens, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_QKV] += model_now_ms() - t0;
     MODEL_TRACE(ctx, ctx->qkv, 3, ((const int[]){n_seq, seq_len, 3 * d}), "%s_block%d_qkv", tw->name, layer);
 
@@ -137,7 +137,7 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
     MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_attn", tw->name, layer);
 
     t0 = model_now_ms();
-    model_linear(ctx, x, h, b->out_w, b->out_b, n_rows, d, d, 1, GEMM_ACT_NONE);  /* x += ... */
+    model_linear(ctx, x, h, &b->out_w, b->out_b, n_rows, 1, GEMM_ACT_NONE);  /* x += ... */
     ctx->stage_ms[STAGE_OUT_PROJ] += model_now_ms() - t0;
     MODEL_TRACE(ctx, x, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_after_attn", tw->name, layer);
 
@@ -145,9 +145,9 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
     model_layernorm(ctx, h, x, b->ln2_w, b->ln2_b, n_rows, d, tw->ln_eps);
     MODEL_TRACE(ctx, h, 3, ((const int[]){n_seq, rows, d}), "%s_block%d_ln2", tw->name, layer);
     t0 = model_now_ms();
-    model_linear(ctx, ctx->mlp, h, b->fc1_w, b->fc1_b, n_rows, d, f, 0, act);
+    model_linear(ctx, ctx->mlp, h, &b->fc1_w, b->fc1_b, n_rows, 0, act);
     MODEL_TRACE(ctx, ctx->mlp, 3, ((const int[]){n_seq, rows, f}), "%s_block%d_mlp", tw->name, layer);
-    model_linear(ctx, x, ctx->mlp, b->fc2_w, b->fc2_b, n_rows, f, d, 1, GEMM_ACT_NONE);
+    model_linear(ctx, x, ctx->mlp, &b->fc2_w, b->fc2_b, n_rows, 1, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_MLP] += model_now_ms() - t0;
     MODEL_TRACE(ctx, x, 3, ((const int[]){n_seq, rows, d}), "%s_after_block%d", tw->name, layer);
 }

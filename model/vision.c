@@ -46,8 +46,7 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
         patch_unroll(ctx->patches + (size_t)s * n_patches * patch_len, pixels + s * image_len,
                      image_size, p);
     MODEL_TRACE(ctx, ctx->patches, 3, ((const int[]){n, n_patches, (int)patch_len}), "vision_patches");
-    model_linear(ctx, ctx->h, ctx->patches, v->patch_w, NULL, n * n_patches, (int)patch_len, d, 0,
-                 GEMM_ACT_NONE);
+    model_linear(ctx, ctx->h, ctx->patches, &v->patch_w, NULL, n * n_patches, 0, GEMM_ACT_NONE);
     MODEL_TRACE(ctx, ctx->h, 3, ((const int[]){n, n_patches, d}), "vision_patch_embeds");
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * n_tokens * d;
@@ -69,7 +68,7 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);
     MODEL_TRACE(ctx, ctx->h, 2, ((const int[]){n, d}), "vision_after_ln_post_cls");
     t0 = model_now_ms();
-    model_linear(ctx, out, ctx->h, v->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    model_linear(ctx, out, ctx->h, &v->proj, NULL, n, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
     MODEL_TRACE(ctx, out, 2, ((const int[]){n, m->config.embed_dim}), "image_embed");
 }

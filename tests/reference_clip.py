@@ -22,6 +22,7 @@ class ClipFile:
             struct.unpack_from("<8Q", raw, 16)
         self.config = self._config(cfg_off)
         self.tensors = self._directory(dir_off)
+        self.cache = {}
 
     def _str(self, pos):
         (n,) = struct.unpack_from("<I", self.raw, pos)
@@ -63,31 +64,123 @@ class ClipFile:
             pos += 8 * n_dims
             offset, size, checksum = struct.unpack_from("<QQI", self.raw, pos)
             pos += 20
-            assert dtype == 0
-            tensors[name] = (dims, offset, size)
+            # f32 row-major, or in panels of 16 rows of f32, f16, bf16, q8_0 or q4_0
+            assert dtype == 0 or (dtype >> 8 == 1 and (dtype & 0xFF) in (0, 1, 2, 8, 9)), (name, dtype)
+            tensors[name] = (dims, offset, size, dtype >> 8 == 1, dtype & 0xFF)
         return tensors
 
     def get(self, name):
-        """Returns a tensor as a list of rows (2-D) or a flat list (1-D)."""
-        dims, offset, size = self.tensors[name]
+        """Returns a tensor as a list of rows (2-D) or a flat list (1-D). A quantized matrix
+        (q8_0, q4_0) comes back as a Weight that asks linear() to quantize its input as the
+        C kernels do (docs/FORMAT.md, kernels/quant.h)."""
+        dims, offset, size, panels, etype = self.tensors[name]
+        if etype:
+            if name not in self.cache:
+                rows = DEQUANT[etype](self.raw[offset:offset + size], dims[0], dims[1])
+                self.cache[name] = Weight(rows, quantize_input=etype in (8, 9))
+            return self.cache[name]
         a = array.array("f")
         a.frombytes(self.raw[offset:offset + size])
         if sys.byteorder == "big":
             a.byteswap()
         flat = a.tolist()
+        if panels:  # docs/FORMAT.md: row r's value p is at (r // 16) * 16 k + p * 16 + r % 16
+            n, k = dims
+            flat = [flat[(r // 16) * 16 * k + p * 16 + r % 16] for r in range(n) for p in range(k)]
+            size = n * k * 4
         if len(dims) == 1:
             return flat
         cols = size // 4 // dims[0]
         return [flat[r * cols:(r + 1) * cols] for r in range(dims[0])]
 
     def row(self, name, r):
-        dims, offset, size = self.tensors[name]
+        dims, offset, size, panels, etype = self.tensors[name]
+        if panels and etype:   # one row of a quantized table (the token embedding)
+            return DEQUANT[etype](self.raw[offset:offset + size], dims[0], dims[1], [r])[0]
+        if panels:
+            return self.get(name)[r]
         cols = size // 4 // dims[0]
         return list(struct.unpack_from("<%df" % cols, self.raw, offset + 4 * r * cols))
 
 
+# ---- The element types beyond f32, read from docs/FORMAT.md ("Element types in panels") ----
+class Weight(list):
+    """Rows of a dequantized matrix; quantize_input: the kernels multiply int8 by int8."""
+
+    def __init__(self, rows, quantize_input):
+        super().__init__(rows)
+        self.quantize_input = quantize_input
+
+
+def _f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def _half_panels(raw, n, k, convert, which=None):
+    panel_bytes = (32 * k + 63) // 64 * 64
+    rows = []
+    for r in (range(n) if which is None else which):
+        base = (r // 16) * panel_bytes + 2 * (r % 16)
+        rows.append([convert(raw, base + 32 * p) for p in range(k)])
+    return rows
+
+
+def _f16(raw, n, k, which=None):
+    return _half_panels(raw, n, k, lambda b, o: struct.unpack_from("<e", b, o)[0], which)
+
+
+def _bf16(raw, n, k, which=None):
+    return _half_panels(raw, n, k, lambda b, o: struct.unpack("<f", b"\0\0" + b[o:o + 2])[0], which)
+
+
+def _blocks(raw, n, k, block_bytes, value, which=None):
+    """q8_0 / q4_0: per panel ceil(k / 32) blocks, each opening with 16 f16 scales."""
+    n_blocks = (k + 31) // 32
+    rows = []
+    for r in (range(n) if which is None else which):
+        f, row = r % 16, []
+        for p in range(k):
+            b, g, c = p // 32, (p % 32) // 4, p % 4
+            block = (r // 16) * n_blocks * block_bytes + b * block_bytes
+            (d,) = struct.unpack_from("<e", raw, block + 2 * f)
+            row.append(d * value(raw, block + 32, g, f, c))
+        rows.append(row)
+    return rows
+
+
+def _q8_0(raw, n, k, which=None):
+    return _blocks(raw, n, k, 544, lambda b, o, g, f, c: struct.unpack_from("<b", b, o + g * 64 + f * 4 + c)[0], which)
+
+
+def _q4_0(raw, n, k, which=None):
+    def value(b, o, g, f, c):
+        byte = b[o + (g // 2) * 64 + f * 4 + c]
+        return (byte >> 4 if g % 2 else byte & 15) - 8
+    return _blocks(raw, n, k, 288, value, which)
+
+
+DEQUANT = {1: _f16, 2: _bf16, 8: _q8_0, 9: _q4_0}
+
+
+def quantize_row(row):
+    """An activation row as the int8 products see it: per block of 32, scale max|x| / 127
+    and values round-half-even(x * (127 / max|x|)), in float32 arithmetic."""
+    out = []
+    for b in range(0, len(row), 32):
+        block = [_f32(v) for v in row[b:b + 32]]
+        amax = max(abs(v) for v in block)
+        if amax == 0:
+            out += [0.0] * len(block)
+            continue
+        inv, d = _f32(127.0 / amax), _f32(amax / 127.0)
+        out += [d * round(_f32(v * inv)) for v in block]
+    return out
+
+
 def linear(x, w, b=None):
     """x: rows [n, d_in]; w: [d_out, d_in]; y = x w^T + b."""
+    if getattr(w, "quantize_input", False):
+        x = [quantize_row(row) for row in x]
     out = []
     for row in x:
         y = [sum(a * c for a, c in zip(row, wr)) for wr in w]

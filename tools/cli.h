@@ -44,6 +44,9 @@ typedef struct {
     int keep_going, no_truncate;
     const char *text;            /* --text (trace) */
     const char *dump;            /* --dump DIR (trace) */
+    const char *type;            /* --type (quantize) */
+    const char **keeps;          /* --keep GLOB, repeatable (quantize) */
+    int n_keeps;
 } args;
 
 
@@ -131,6 +134,7 @@ int cmd_embed_image(args *a);
 int cmd_embed_text(args *a);
 int cmd_classify(args *a);     /* cmd_classify.c */
 int cmd_score(args *a);
+int cmd_quantize(args *a);     /* cmd_quantize.c */
 int cmd_index(args *a);        /* cmd_search.c */
 int cmd_search(args *a);
 int cmd_export(args *a);

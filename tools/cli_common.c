@@ -54,7 +54,8 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
     a->pos = calloc((size_t)argc + 1, sizeof(char *));
     a->labels = calloc((size_t)argc + 1, sizeof(char *));
     a->excludes = calloc((size_t)argc + 1, sizeof(char *));
-    if (!a->pos || !a->labels || !a->excludes) return fail("out of memory");
+    a->keeps = calloc((size_t)argc + 1, sizeof(char *));
+    if (!a->pos || !a->labels || !a->excludes || !a->keeps) return fail("out of memory");
     int only_positional = 0;
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
@@ -73,6 +74,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
             {NULL, "--html", 'H'}, {NULL, "--shard", 'S'}, {NULL, "--npy", 'N'},
             {NULL, "--paths", 'P'}, {NULL, "--jsonl", 'J'}, {NULL, "--paths-out", 'p'},
             {NULL, "--labels", 'L'}, {NULL, "--text", 'X'}, {NULL, "--dump", 'D'},
+            {NULL, "--labels", 'L'}, {NULL, "--type", 'y'}, {NULL, "--keep", 'e'},
         };
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
@@ -109,6 +111,8 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
             a->gemm = value;
             break;
         case 'x': a->excludes[a->n_excludes++] = value; break;
+        case 'y': a->type = value; break;
+        case 'e': a->keeps[a->n_keeps++] = value; break;
         case 'I': a->image = value; break;
         case 'H': a->html = value; break;
         case 'N': a->npy = value; break;
@@ -158,6 +162,7 @@ void free_args(args *a) {
     free(a->pos);
     free(a->labels);
     free(a->excludes);
+    free(a->keeps);
 }
 
 void warn(const char *fmt, ...) {

@@ -2,16 +2,51 @@
  * matmul backend), tokenize (token ids of texts) and bench (in-process timings per stage,
  * GFLOP/s against the measured matmul peak).
  */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../io/weightfile.h"
 #include "../kernels/gemm.h"
 #include "../kernels/kernels.h"
 #include "../model/clip.h"
 #include "cli.h"
+
+/* Each tower's element types (share of its parameters) and bits per weight, e.g.
+ *   weights:      vision q4_0 99.8%, f32 0.2%: 4.55 bits per weight; text ...; file 4.61 */
+static void print_weight_types(const char *path) {
+    weightfile wf;
+    if (weightfile_open(path, &wf) != CLIP_OK) return;
+    static const char *const towers[] = {"vision.", "text."};
+    uint64_t all_params = 0, all_bytes = 0;
+    printf("weights:     ");
+    for (int tw = 0; tw < 2; tw++) {
+        uint64_t params[256] = {0}, total = 0, bytes = 0;
+        for (uint32_t i = 0; i < wf.n_tensors; i++) {
+            const wf_tensor *t = &wf.tensors[i];
+            if (strncmp(t->name, towers[tw], strlen(towers[tw])) != 0) continue;
+            uint64_t n = 1;
+            for (uint32_t d = 0; d < t->n_dims; d++) n *= t->dims[d];
+            params[WF_TYPE(t->dtype)] += n;
+            total += n;
+            bytes += t->size;
+        }
+        printf("%s %.*s", tw ? ";" : "", (int)strlen(towers[tw]) - 1, towers[tw]);
+        for (int type = 0, first = 1; type < 256; type++)
+            if (params[type]) {
+                const gemm_type_info *info = gemm_type_get((gemm_type)type);
+                printf("%s %s %.1f%%", first ? "" : ",", info ? info->name : "?", 100.0 * params[type] / total);
+                first = 0;
+            }
+        printf(": %.2f bits per weight", total ? 8.0 * bytes / total : 0);
+        all_params += total, all_bytes += bytes;
+    }
+    printf("; file %.2f\n", all_params ? 8.0 * all_bytes / all_params : 0);
+    weightfile_close(&wf);
+}
 
 int cmd_info(args *a) {
     if (a->n_pos != 1) return usage_error(a->cmd, "info takes one MODEL");
@@ -40,11 +75,13 @@ int cmd_info(args *a) {
         return api_fail();
     }
     printf("checksums:    every tensor verified\n");
+    print_weight_types(a->pos[0]);
     printf("kernels:      %s (CPU supports %s)\n", cpu_level_name(kernels_level()),
            cpu_level_name(cpu_detect()));
     printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),
            strcmp(clip_context_gemm(s.ctx), "openblas") ? " (native; --gemm openblas: OpenBLAS)" : "",
            clip_context_threads(s.ctx));
+    printf("gemm tuning:  %s\n", gemm_tuning_get(kernels_level())->why);
     close_session(&s);
     return 0;
 }
@@ -92,31 +129,80 @@ static double median(double *ms, int n) {
     return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
 }
 
-/* Best GFLOP/s of a backend on a product that fits the L2 cache (x 240 KB, W 512 KB):
- * the matmul peak the forward passes are measured against. */
-static double gemm_peak(gemm_backend backend, int n_threads) {
+/* Best GFLOP/s of the native driver on a product that fits the L2 cache (x 240 KB, W 512
+ * KB): the matmul peak the forward passes are measured against. */
+static double gemm_peak(int n_threads) {
     enum { M = 120, N = 256, K = 512 };
     float *x = aligned_alloc(64, sizeof(float) * M * K), *w = aligned_alloc(64, sizeof(float) * N * K);
-    float *y = aligned_alloc(64, sizeof(float) * M * N);
-    threadpool *pool = backend == GEMM_NATIVE && n_threads > 1 ? threadpool_new(n_threads) : NULL;
+    float *y = aligned_alloc(64, sizeof(float) * M * N), *packed = aligned_alloc(64, sizeof(float) * N * K);
+    threadpool *pool = n_threads > 1 ? threadpool_new(n_threads) : NULL;
     double best = 0;
-    if (x && w && y) {
+    if (x && w && y && packed) {
         for (int i = 0; i < M * K; i++) x[i] = (float)(i % 17) * 0.01f;
         for (int i = 0; i < N * K; i++) w[i] = (float)(i % 13) * 0.01f;
-        blas_set_threads(backend == GEMM_OPENBLAS ? n_threads : 1);
-        const gemm_op op = {y, x, w, NULL, M, N, K, 0, GEMM_ACT_NONE};
+        gemm_weight pw;
+        gemm_pack(&pw, packed, GEMM_F32, w, N, K);
+        const gemm_op op = {y, x, &pw, NULL, M, 0, GEMM_ACT_NONE, NULL};
         const double end = now_ms() + 300;
         while (now_ms() < end) {
             double t0 = now_ms();
-            gemm_run(pool, &op, backend, kernels_level());
+            gemm_run(pool, &op, GEMM_NATIVE, kernels_level());
             double gflops = 2.0 * M * N * K / ((now_ms() - t0) * 1e6);
             if (gflops > best) best = gflops;
         }
     }
     threadpool_free(pool);
-    free(x);
-    free(w);
-    free(y);
+    free(x), free(w), free(y), free(packed);
+    return best;
+}
+
+/* Best GFLOP/s of OpenBLAS sgemm on a large square product (1024^3, row-major x W^T), with
+ * the kernels OpenBLAS picks for this CPU: OPENBLAS_CORETYPE, if set, is removed before
+ * OpenBLAS is first loaded (AVX-512 on an AVX-512 CPU). 0 without OpenBLAS. `core` gets
+ * the core name OpenBLAS reports. */
+static double openblas_square_peak(int n_threads, char *core, size_t core_size) {
+    enum { S = 1024 };
+    snprintf(core, core_size, "unavailable");
+    if (getenv("OPENBLAS_CORETYPE")) unsetenv("OPENBLAS_CORETYPE");
+    if (blas_load() != 0) return 0;
+    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) lib = dlopen("libopenblas.so", RTLD_NOW | RTLD_NOLOAD);
+    char *(*corename)(void) = lib ? (char *(*)(void))dlsym(lib, "openblas_get_corename") : NULL;
+    snprintf(core, core_size, "%s", corename ? corename() : "unknown core");
+    if (lib) dlclose(lib);
+    float *x = aligned_alloc(64, sizeof(float) * S * S), *w = aligned_alloc(64, sizeof(float) * S * S);
+    float *y = aligned_alloc(64, sizeof(float) * S * S);
+    double best = 0;
+    if (x && w && y) {
+        for (int i = 0; i < S * S; i++) x[i] = (float)(i % 17) * 0.01f, w[i] = (float)(i % 13) * 0.01f;
+        blas_set_threads(n_threads);
+        const double end = now_ms() + 400;
+        for (int rep = 0; rep < 3 || now_ms() < end; rep++) {
+            double t0 = now_ms();
+            blas_sgemm_nt(y, x, w, S, S, S, 0.0f);
+            double gflops = 2.0 * S * S * S / ((now_ms() - t0) * 1e6);
+            if (gflops > best) best = gflops;
+        }
+    }
+    free(x), free(w), free(y);
+    return best;
+}
+
+/* Copy bandwidth (memcpy of 64 MB; bytes read + written per second), best of 5, GB/s. */
+static double copy_bandwidth(void) {
+    const size_t n = 64 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    double best = 0;
+    if (a && b) {
+        memset(a, 1, n), memset(b, 2, n);
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_ms();
+            memcpy(b, a, n);
+            double gbs = 2.0 * n / ((now_ms() - t0) * 1e6);
+            if (gbs > best) best = gbs;
+        }
+    }
+    free(a), free(b);
     return best;
 }
 
@@ -148,6 +234,9 @@ typedef struct {
     session *s;
     int iters;
     double peak;                 /* native GFLOP/s at this thread count */
+    double blas_peak;            /* OpenBLAS sgemm 1024^3 GFLOP/s at this thread count */
+    double stream_bytes;         /* weight bytes a case streams from memory (short text), or 0 */
+    double copy_gbs;             /* measured copy bandwidth */
 } bench_run;
 
 static void print_stages(const session *s, int iters) {
@@ -181,7 +270,10 @@ static int time_encode(bench_run *b, const char *name, const float *pixels, cons
         printf("%-13s %9.2f ms  (median of %d, min %.2f%s)  %.2f GFLOP, %.1f GFLOP/s = %.0f%% of peak",
                name, med, b->iters, min + extra_ms, extra_ms > 0 ? ", with preprocess" : "",
                flop * 1e-9, flop / ((med - extra_ms) * 1e6), 100 * flop / ((med - extra_ms) * 1e6) / b->peak);
+        if (b->blas_peak > 0) printf(", %.0f%% of OpenBLAS", 100 * flop / ((med - extra_ms) * 1e6) / b->blas_peak);
         if (count > 1) printf(", %.2f ms each", med / count);
+        if (b->stream_bytes > 0)
+            printf(", weights streamed at %.1f GB/s (copy bandwidth %.1f)", b->stream_bytes / (med * 1e6), b->copy_gbs);
         printf("\n");
         print_stages(b->s, b->iters);
     }
@@ -202,18 +294,22 @@ int cmd_bench(args *a) {
     const int threads = clip_context_threads(s.ctx), context = c->text_context;
     const size_t image_len = (size_t)3 * c->image_size * c->image_size;
 
-    const double native1 = gemm_peak(GEMM_NATIVE, 1), blas1 = gemm_peak(GEMM_OPENBLAS, 1);
-    const double native_n = threads > 1 ? gemm_peak(GEMM_NATIVE, threads) : native1;
-    const double blas_n = threads > 1 ? gemm_peak(GEMM_OPENBLAS, threads) : blas1;
+    const double native1 = gemm_peak(1), native_n = threads > 1 ? gemm_peak(threads) : native1;
+    char core[64];
+    const double blas1 = openblas_square_peak(1, core, sizeof core);
+    const double blas_n = threads > 1 ? openblas_square_peak(threads, core, sizeof core) : blas1;
+    const double copy_gbs = copy_bandwidth();
     printf("model         %s (vision %d x %d layers, text %d x %d layers)\n", a->pos[0],
            c->vision_width, c->vision_layers, c->text_width, c->text_layers);
     printf("matmul        %s, %d threads, batch %d\n", clip_context_gemm(s.ctx), threads, batch);
-    printf("peak          native %.1f GFLOP/s (1 thread), %.1f (%d threads); "
-           "OpenBLAS %.1f (1 thread), %.1f (%d threads)\n", native1, native_n, threads, blas1, blas_n,
-           threads);
+    printf("gemm tuning   %s\n", gemm_tuning_get(kernels_level())->why);
+    printf("peak          native in-cache %.1f GFLOP/s (1 thread), %.1f (%d threads); "
+           "OpenBLAS sgemm 1024^3 (%s kernels) %.1f (1 thread), %.1f (%d threads)\n", native1, native_n,
+           threads, core, blas1, blas_n, threads);
+    printf("memory        copy bandwidth %.1f GB/s (memcpy 64 MB, read + write)\n", copy_gbs);
 
     const int use_blas = strcmp(clip_context_gemm(s.ctx), "openblas") == 0;
-    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n};
+    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n, blas_n, 0, copy_gbs};
     float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
     if (!pixels || !ids) rc = fail("out of memory");
@@ -248,7 +344,10 @@ int cmd_bench(args *a) {
     int short_len = 0;
     if (!rc && clip_tokenize(s.model, short_text, strlen(short_text), ids) != CLIP_OK) rc = api_fail();
     for (int i = 0; !rc && i < context; i++) if (ids[i]) short_len = i + 1;
+    /* a short text reads the text tower's linear weights once (12 x (4 W^2 + 2 W M) floats) */
+    b.stream_bytes = 4.0 * c->text_layers * (4.0 * c->text_width * c->text_width + 2.0 * c->text_width * c->text_mlp);
     if (!rc) rc = time_encode(&b, "text_short", NULL, ids, 1, text_flop(c, short_len), 0);
+    b.stream_bytes = 0;
     if (!rc && clip_tokenize(s.model, long_text, strlen(long_text), ids) != CLIP_OK) rc = api_fail();
     if (!rc) rc = time_encode(&b, "text_long", NULL, ids, 1, text_flop(c, context), 0);
 

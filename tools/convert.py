@@ -731,7 +731,8 @@ def convert(args):
         say("model: %d parameters, %.1f MB as float32" % (n_params, n_params * 4 / 1e6))
 
         with output_file(args.output) as f:
-            size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs)
+            size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs,
+                                      version=args.format_version)
         say("wrote %s (%d bytes, name %r)" % (args.output, size, name))
     finally:
         ckpt.close()
@@ -763,6 +764,9 @@ def main(argv=None):
     parser.add_argument("--config", help="OpenCLIP model config (OpenAI naming) or config.json (Hugging Face)")
     parser.add_argument("--name", help="free-text model name stored in the file (default: SRC's file name)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every tensor read")
+    parser.add_argument("--format-version", type=int, choices=(1, 2), default=2,
+                        help="2 (default): linear weights in panels, used in place; 1: every tensor "
+                             "row-major, for older readers (packed at load by clip_run)")
     args = parser.parse_args(argv)
     try:
         convert(args)
