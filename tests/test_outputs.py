@@ -174,7 +174,7 @@ class ClipRunOutputs(Outputs, unittest.TestCase):
         return proc.stdout
 
     def test_stdout_is_a_valid_npy(self):
-        out = self.write_to("-")
+        out = self.write_to("-", cwd=self.dir)  # a broken build would write a file named '-' there
         npy_path = self.path("from_stdout.npy")
         with open(npy_path, "wb") as f:
             f.write(out)
