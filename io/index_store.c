@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../kernels/threadpool.h"
 #include "error.h"
 
 #define BLOCK_BYTES 65000   /* a block row stays on one 64 KiB page (local payload <= 65501) */
@@ -620,7 +621,7 @@ int index_search(index_store *s, const float *query, int k, int n_threads, index
             if (!rc) sqlite3_busy_timeout(j->db, 10000);
         }
     }
-    for (int t = 1; t < n_threads && !rc; t++) started[t] = pthread_create(&tid[t], NULL, scan, &jobs[t]) == 0;
+    for (int t = 1; t < n_threads && !rc; t++) started[t] = thread_start_quiet(&tid[t], scan, &jobs[t]) == 0;
     if (!rc) scan(&jobs[0]);
     for (int t = 1; t < n_threads; t++) {
         if (started[t]) pthread_join(tid[t], NULL);

@@ -15,6 +15,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -108,7 +109,7 @@ threadpool *threadpool_new(int n_threads) {
         if (!start) break;
         start->pool = p;
         start->thread = t;
-        if (pthread_create(&p->workers[t - 1], NULL, worker_main, start) != 0) {
+        if (thread_start_quiet(&p->workers[t - 1], worker_main, start) != 0) {
             free(start);
             break;
         }
@@ -163,4 +164,13 @@ void threadpool_run(threadpool *p, int n_tasks, threadpool_fn fn, void *arg) {
     while (atomic_load_explicit(&p->n_running, memory_order_acquire) != 0)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
+}
+
+int thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg) {
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);      /* the new thread inherits this mask */
+    int rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return rc;
 }

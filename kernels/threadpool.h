@@ -12,6 +12,8 @@
 #ifndef CLIP_THREADPOOL_H
 #define CLIP_THREADPOOL_H
 
+#include <pthread.h>
+
 typedef struct threadpool threadpool;
 
 /* fn runs task `task`; `thread` in [0, threadpool_size) names the thread running it
@@ -27,5 +29,11 @@ int threadpool_size(const threadpool *pool);
 /* Run fn for every task; a NULL pool runs them all on the caller. Not reentrant: call
  * from one thread at a time, never from inside fn. */
 void threadpool_run(threadpool *pool, int n_tasks, threadpool_fn fn, void *arg);
+
+/* pthread_create for a helper thread that takes no signals (every thread of the pool is
+ * started this way): a Ctrl-C or kill always reaches the main thread, which can then keep
+ * it away from a short critical step by blocking it there (io/atomic.c does, while its
+ * temp file comes into being). 0, or pthread_create's error. */
+int thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

@@ -62,7 +62,7 @@ void model_verify_start(const clip_model *m, int tower) {
     if (!t->started && !WF_SKIP_CHECKSUMS) {
         t->started = 1;
         /* Without a thread (resource limits), check now: slower, never skipped. */
-        if (pthread_create(&t->thread, NULL, verify_tower, t) != 0) {
+        if (thread_start_quiet(&t->thread, verify_tower, t) != 0) {
             verify_tower(t);
             t->joined = 1;
         }

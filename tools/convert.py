@@ -656,19 +656,30 @@ class output_file:
         out_dir = os.path.dirname(target)
         if not os.path.isdir(out_dir):
             raise ConvertError("%s: the output directory %s does not exist" % (self.path, out_dir))
-        fd, self.tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(target) + ".tmp.")
+        # The signals that remove the temp file (main()) wait while it comes into being, so
+        # none finds a file that exists but is not yet known to __exit__.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        try:
+            fd, self.tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(target) + ".tmp.")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.target = target
-        if st is not None:
-            try:
-                os.chown(self.tmp_path, st.st_uid, st.st_gid)  # as root: keep the owner too
-            except OSError:
-                pass
-            os.chmod(self.tmp_path, stat.S_IMODE(st.st_mode))
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp_path, 0o666 & ~umask)
-        self.f = os.fdopen(fd, "wb")
+        try:
+            if st is not None:
+                try:
+                    os.chown(self.tmp_path, st.st_uid, st.st_gid)  # as root: keep the owner too
+                except OSError:
+                    pass
+                os.chmod(self.tmp_path, stat.S_IMODE(st.st_mode))
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self.tmp_path, 0o666 & ~umask)
+            self.f = os.fdopen(fd, "wb")
+        except BaseException:   # e.g. Ctrl-C right here: __exit__ will not run
+            os.close(fd)
+            os.unlink(self.tmp_path)
+            raise
         return self.f
 
     def __exit__(self, kind, value, tb):
