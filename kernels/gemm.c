@@ -54,12 +54,7 @@ void gemm_block_scalar(float *y, int ldy, const float *x, int ldx, const float *
 typedef void activation_fn(float *, size_t);
 
 static cpu_level usable(cpu_level level) {
-#if defined(CLIP_KERNELS_X86)
-    return level;
-#else
-    (void)level;
-    return CPU_SCALAR;
-#endif
+    return cpu_level_usable(level) ? level : CPU_SCALAR;
 }
 
 static gemm_block_fn *block_fn(cpu_level level) {
@@ -67,6 +62,9 @@ static gemm_block_fn *block_fn(cpu_level level) {
 #if defined(CLIP_KERNELS_X86)
     case CPU_AVX512: return gemm_block_avx512;
     case CPU_AVX2: return gemm_block_avx2;
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    case CPU_NEON: return gemm_block_neon;
 #endif
     default: return gemm_block_scalar;
     }
@@ -78,6 +76,9 @@ static activation_fn *act_fn(gemm_activation act, cpu_level level) {
 #if defined(CLIP_KERNELS_X86)
     case CPU_AVX512: return act == GEMM_ACT_GELU ? gelu_avx512 : quick_gelu_avx512;
     case CPU_AVX2: return act == GEMM_ACT_GELU ? gelu_avx2 : quick_gelu_avx2;
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    case CPU_NEON: return act == GEMM_ACT_GELU ? gelu_neon : quick_gelu_neon;
 #endif
     default: return act == GEMM_ACT_GELU ? gelu_scalar : quick_gelu_scalar;
     }
@@ -98,6 +99,7 @@ const char *gemm_kernel_name(cpu_level level) {
     switch (usable(level)) {
     case CPU_AVX512: return "avx512 5x4 NT";
     case CPU_AVX2: return "avx2 3x4 NT";
+    case CPU_NEON: return "neon 5x4 NT";
     default: return "scalar";
     }
 }

@@ -52,6 +52,6 @@ const char *gemm_kernel_name(cpu_level level);
  * for i < m, j < n, with leading dimensions ldy, ldx, ldw (in floats). */
 typedef void gemm_block_fn(float *y, int ldy, const float *x, int ldx, const float *w, int ldw,
                            int m, int n, int k, const float *bias, int accumulate);
-gemm_block_fn gemm_block_scalar, gemm_block_avx2, gemm_block_avx512;
+gemm_block_fn gemm_block_scalar, gemm_block_avx2, gemm_block_avx512, gemm_block_neon;
 
 #endif

@@ -71,7 +71,7 @@ static void check_against_naive(const float *y, const float *y0, const gemm_op *
         }
 }
 
-static int have(cpu_level level) { return cpu_detect() >= level; }
+static int have(cpu_level level) { return cpu_level_usable(level); }
 
 /* ---- the per-ISA blocks on odd shapes --------------------------------------------------- */
 START_TEST(test_blocks_odd_shapes) {
@@ -80,6 +80,9 @@ START_TEST(test_blocks_odd_shapes) {
 #if defined(CLIP_KERNELS_X86)
         {CPU_AVX2, gemm_block_avx2, "avx2"},
         {CPU_AVX512, gemm_block_avx512, "avx512"},
+#endif
+#if defined(CLIP_KERNELS_ARM)
+        {CPU_NEON, gemm_block_neon, "neon"},
 #endif
     };
     for (int b = 0; b < COUNT(blocks); b++) {
@@ -120,7 +123,7 @@ START_TEST(test_gemm_backends_epilogues) {
     ck_assert_ptr_nonnull(pool3);
     for (int si = 0; si < COUNT(shapes); si++)
         for (int backend = GEMM_NATIVE; backend <= GEMM_OPENBLAS; backend++)
-            for (int level = CPU_SCALAR; level <= CPU_AVX512; level++) {
+            for (int level = CPU_SCALAR; level < CPU_LEVEL_COUNT; level++) {
                 if (!have((cpu_level)level)) continue;
                 for (int act = GEMM_ACT_NONE; act <= GEMM_ACT_GELU; act++)
                     for (int accumulate = 0; accumulate < 2; accumulate++) {
@@ -151,7 +154,7 @@ START_TEST(test_gemm_threads_and_rows_identical) {
     float *x = random_floats((size_t)m * k, 5), *w = random_floats((size_t)n * k, 6);
     float *bias = random_floats((size_t)n, 7);
     float *ref = random_floats((size_t)m * n, 8), *y = random_floats((size_t)m * n, 8);
-    for (int level = CPU_SCALAR; level <= CPU_AVX512; level++) {
+    for (int level = CPU_SCALAR; level < CPU_LEVEL_COUNT; level++) {
         if (!have((cpu_level)level)) continue;
         for (int act = GEMM_ACT_NONE; act <= GEMM_ACT_QUICK_GELU; act++) {
             gemm_op one = {ref, x, w, bias, m, n, k, 0, (gemm_activation)act};

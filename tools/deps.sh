@@ -1,9 +1,14 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
-# Usage: tools/deps.sh build|test|fuzz|bench|train
+# Usage: tools/deps.sh build|test|fuzz|bench|train|arm
 #   train: Debian's PyTorch, numpy and PIL for /usr/bin/python3 (make demo-model).
 #   fuzz: what `make test` needs beyond the unit tests: clang with libFuzzer and the
 #         sanitizer runtimes (make fuzz), valgrind (make valgrind).
+#   arm: building for aarch64 on another machine and running it there under qemu (make arm64
+#        and the arm64 stage of make test): the cross compiler and C library, qemu-user, and
+#        Check for arm64 through Debian's multiarch (check:arm64; the arm64 architecture is
+#        added to dpkg first), OpenBLAS for arm64 (its header; --gemm openblas under qemu).
+#        On an aarch64 machine the native packages do instead.
 # Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise
 # prints one line naming the packages to install and fails.
 set -u
@@ -28,6 +33,15 @@ case "${1:-build}" in
            check_pkg valgrind 'command -v valgrind' ;;
     bench) check_pkg hyperfine 'command -v hyperfine'
            check_pkg python3 'command -v python3' ;;
+    arm)   if [ "$(uname -m)" != aarch64 ]; then
+               check_pkg gcc-aarch64-linux-gnu 'command -v aarch64-linux-gnu-gcc'
+               check_pkg binutils-aarch64-linux-gnu 'command -v aarch64-linux-gnu-objdump'
+               check_pkg libc6-dev-arm64-cross 'test -f /usr/aarch64-linux-gnu/include/stdio.h'
+               check_pkg qemu-user 'command -v qemu-aarch64'
+               check_pkg check:arm64 'test -f /usr/lib/aarch64-linux-gnu/libcheck_pic.a'
+               check_pkg libsubunit-dev:arm64 'test -f /usr/lib/aarch64-linux-gnu/libsubunit.a'
+               check_pkg libopenblas-dev:arm64 'test -f /usr/include/aarch64-linux-gnu/cblas.h'
+           fi ;;
     train) check_pkg python3-torch '/usr/bin/python3 -c "import torch"'
            check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
            check_pkg python3-pil '/usr/bin/python3 -c "import PIL"' ;;
@@ -38,6 +52,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     # Another apt-get may hold the lock (make -j runs two deps steps at once): wait for it.
     wait_lock="-o DPkg::Lock::Timeout=600"
+    # Packages of another architecture (check:arm64) need it known to dpkg and its index.
+    case "$need" in *:arm64*)
+        dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;;
+    esac
     if ! apt-get install $wait_lock -y -qq $need >/dev/null 2>&1; then
         apt-get $wait_lock update -qq >/dev/null 2>&1
         apt-get install $wait_lock -y -qq $need >/dev/null || { echo "deps: apt-get install$need failed" >&2; exit 1; }
