@@ -78,8 +78,8 @@ def machine_info(clip_run, model):
                 info["cpu"] = value.strip()
             elif key.strip() == "Flags":
                 flags = value.split()
-                info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
-                                 if f in flags]
+                info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                                             "asimd", "asimdhp", "asimddp", "i8mm", "bf16") if f in flags]
     rc, out = output_of(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     commit = out.strip() if rc == 0 else "unknown"
     rc, out = output_of(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])

@@ -374,12 +374,19 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->dtype = read_u32(c, "tensor dtype");
         t->n_dims = read_u32(c, "tensor rank");
         if (c->failed) return CLIP_ERR_FORMAT;
-        if (t->dtype != WF_F32)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has dtype %u (this build reads only 0 = f32)",
-                             c->path, t->name, t->dtype);
-        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS)
-            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", c->path,
-                             t->name, t->n_dims);
+        /* f32, row-major or (version 2, matrices only) in panels of 16 rows */
+        const uint32_t type = WF_TYPE(t->dtype), layout = WF_LAYOUT(t->dtype);
+        if (type != WF_F32 || t->dtype >> 16 || layout > WF_PANELS16 || (layout && wf->version < 2)) {
+            static const char *const reserved[] = {[1] = "f16", [2] = "bf16", [8] = "q8_0", [9] = "q4_0"};
+            const char *name = type < sizeof reserved / sizeof reserved[0] && reserved[type] ? reserved[type] : NULL;
+            return clip_fail(CLIP_ERR_FORMAT,
+                             "%s: tensor '%s' has dtype %#x (%s%s); this build reads f32 (0) in version %u files%s",
+                             c->path, t->name, t->dtype, name ? "element type " : "unknown",
+                             name ? name : "", wf->version, wf->version >= 2 ? ", also in panels (0x100)" : "");
+        }
+        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS || (layout == WF_PANELS16 && t->n_dims != 2))
+            return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions%s", c->path,
+                             t->name, t->n_dims, layout == WF_PANELS16 ? " (a packed tensor has 2)" : "");
         uint64_t n_elems = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             t->dims[d] = read_u64(c, "tensor shape");
@@ -392,6 +399,8 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->size = read_u64(c, "tensor size");
         t->checksum = read_u32(c, "tensor checksum");
         if (c->failed) return CLIP_ERR_FORMAT;
+        if (layout == WF_PANELS16) /* the last panel is padded to 16 rows */
+            n_elems = (t->dims[0] + 15) / 16 * 16 * t->dims[1];
         if (t->size != n_elems * 4)
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape (%llu bytes)",
                              c->path, t->name, (unsigned long long)t->size,
@@ -471,11 +480,12 @@ int weightfile_open(const char *path, weightfile *wf) {
         goto fail;
     }
     uint32_t version = h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24;
-    if (version != WF_VERSION) {
-        rc = clip_fail(CLIP_ERR_FORMAT, "%s: format version %u, this build reads version %d",
+    if (version != 1 && version != WF_VERSION) {
+        rc = clip_fail(CLIP_ERR_FORMAT, "%s: format version %u, this build reads versions 1 and %d",
                        path, version, WF_VERSION);
         goto fail;
     }
+    wf->version = version;
     cursor config_c, tok_c, dir_c, data_c;
     if ((rc = section(wf, h + 16, "config", &config_c)) || (rc = section(wf, h + 32, "tokenizer", &tok_c)) ||
         (rc = section(wf, h + 48, "tensor directory", &dir_c)) || (rc = section(wf, h + 64, "data", &data_c)))

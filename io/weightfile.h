@@ -13,11 +13,16 @@
 #include "../model/clip.h"
 
 #define WF_MAGIC "CLIPC\0\0\1"
-#define WF_VERSION 1
+#define WF_VERSION 2           /* written by tools/convert.py; version 1 files still load */
 #define WF_ALIGN 64
 #define WF_MAX_DIMS 4
 
+/* A tensor's dtype: the element type in the low byte (the codes of gemm_type,
+ * kernels/gemm.h), the layout in the next one (docs/FORMAT.md). */
 enum { WF_F32 = 0 };
+enum { WF_ROWS = 0, WF_PANELS16 = 1 };
+#define WF_TYPE(dtype) ((dtype) & 0xFFu)
+#define WF_LAYOUT(dtype) (((dtype) >> 8) & 0xFFu)
 
 /* Fuzzing builds skip checksums, so that mutated files reach the structural checks. */
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
@@ -28,7 +33,7 @@ enum { WF_F32 = 0 };
 
 typedef struct {
     char name[128];
-    uint32_t dtype;
+    uint32_t dtype;         /* WF_TYPE | WF_LAYOUT << 8 */
     uint32_t n_dims;
     uint64_t dims[WF_MAX_DIMS];
     const void *data;       /* inside the mapping, WF_ALIGN-aligned */
@@ -45,6 +50,7 @@ typedef struct {
 
 typedef struct {
     char path[512];
+    uint32_t version;       /* 1: every tensor row-major; 2: linear weights in panels */
     const uint8_t *map;
     size_t map_size;
     clip_config config;

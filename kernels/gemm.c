@@ -1,73 +1,120 @@
-/* gemm.c - y = x W^T + b for the linear layers: blocking, threads, epilogue, backends.
+/* gemm.c - the one GEMM driver: y = act(x W^T + b) over packed weights, for every ISA and
+ * weight type; plus packing, the scalar reference micro-kernel and the OpenBLAS backend.
  *
- * Shapes as gemm.h: x [m, k], W [n, k] (used in place), y [m, n]. The native product is
- * cut three ways:
- *   - columns: tasks of `nb` output columns (nb rows of W) go to the thread pool; a task
- *     owns its columns of y for all m rows, so no two threads touch one output;
- *   - rows: blocks of MC rows of x, so a block (MC x KC floats) stays in the L2 cache
- *     while the task's rows of W pass over it;
- *   - k: chunks of at most KC, so the 4 W rows of a register tile (4 x KC floats) stay in
- *     the L1 cache while every x row of the block meets them. The first chunk stores (or,
- *     accumulating, adds) sum + bias, later chunks add their partial sums.
- * When a row block's last chunk is done, its y segment is still in cache and the
- * activation (fc1 + GELU) runs over it there: the epilogue costs no extra pass over
- * memory. A residual add is the accumulating form: x += W^T h + b straight into x.
+ * Shapes as gemm.h: x [m, k] row-major, W [n, k] packed in panels of 16 features,
+ * y [m, n]. The product is cut three ways (sizes from the per-CPU tuning, gemm_tune.c):
+ *   - columns: thread tasks of NC output columns (NC / 16 consecutive panels, one
+ *     contiguous range of the packed weight); a task owns its columns of y for all rows,
+ *     so no two threads ever touch one output;
+ *   - rows: blocks of MC rows of x (an x block of MC x KC floats stays in L2);
+ *   - k: chunks of at most KC, so a tile's MR x KC floats of x stay in L1 while the task's
+ *     panels (KC x NC floats, in L2) pass under it. A chunk stores its partial sums in y
+ *     and the next chunk starts from them (gemm_tile.load_y).
+ * Inside a (row block, k chunk) the micro-kernel walks row tiles (outer) and the task's
+ * column tiles (inner). When a row block's last chunk is done, its y rows are still in
+ * cache and the activation (fc1 + GELU) runs over them there; a residual add is the
+ * accumulating form (x += W^T h + b straight into x). No epilogue costs a pass over memory.
  *
- * Chunk sizes depend only on k, so every output's summation order is fixed by the
- * shapes of W alone: the same with 1 or 8 threads, 1 or 50 rows.
+ * Every output is summed in one fixed order whatever the blocking (gemm.h, "Exact
+ * order"), so thread counts and batch sizes give bit-identical results.
  */
+#include <math.h>
 #include <string.h>
 
 #include "gemm.h"
 
-#ifndef KC
-#define KC 1024            /* k chunk: 4 W rows of 1024 floats = 16 KB of L1; fc2 (k 3072) in 3 */
-#endif
-#ifndef MC
-#define MC 80              /* rows per block: 80 x 1024 floats = 320 KB of a 1 MB L2, beside a
-                              task's 64 W rows (256 KB). With KC 1536 the two overflowed L2
-                              and a batch's fc2 ran at 70% of fc1's speed. */
-#endif
-#define NB 64              /* output columns per task */
-#ifndef SMALL_M_NB
-#define SMALL_M_NB 512     /* up to this many with fewer than SMALL_M rows */
-#endif
-#define SMALL_M 20         /* the rows below which gemm_avx512.c prefetches far ahead */
+/* ---- Weight types ------------------------------------------------------------------------ */
+static const gemm_type_info type_infos[] = {
+    {GEMM_F32, "f32", 1, 1},
+    {GEMM_F16, "f16", 1, 0},
+    {GEMM_BF16, "bf16", 1, 0},
+    {GEMM_Q8_0, "q8_0", 32, 0},
+    {GEMM_Q4_0, "q4_0", 32, 0},
+};
 
-/* ---- scalar reference ------------------------------------------------------------- */
-void gemm_block_scalar(float *y, int ldy, const float *x, int ldx, const float *w, int ldw,
-                       int m, int n, int k, const float *bias, int accumulate) {
-    for (int i = 0; i < m; i++) {
-        const float *xi = x + (size_t)i * ldx;
-        float *yi = y + (size_t)i * ldy;
-        for (int j = 0; j < n; j++) {
-            const float *wj = w + (size_t)j * ldw;
-            float sum = 0;
-            for (int p = 0; p < k; p++) sum += xi[p] * wj[p];
-            if (bias) sum += bias[j];
-            yi[j] = accumulate ? yi[j] + sum : sum;
+const gemm_type_info *gemm_type_get(gemm_type type) {
+    for (size_t i = 0; i < sizeof type_infos / sizeof type_infos[0]; i++)
+        if (type_infos[i].type == type) return &type_infos[i];
+    return NULL;
+}
+
+size_t gemm_panel_bytes(gemm_type type, int k) {
+    switch (type) {
+    case GEMM_F32: return (size_t)k * GEMM_PANEL * sizeof(float);   /* k x 64 bytes */
+    default: return 0;                                                /* no layout yet */
+    }
+}
+
+size_t gemm_packed_bytes(gemm_type type, int n, int k) {
+    return (size_t)((n + GEMM_PANEL - 1) / GEMM_PANEL) * gemm_panel_bytes(type, k);
+}
+
+gemm_weight gemm_weight_packed(gemm_type type, const void *panels, int n, int k) {
+    return (gemm_weight){type, n, k, panels, gemm_panel_bytes(type, k)};
+}
+
+int gemm_pack(gemm_weight *out, void *dst, gemm_type type, const float *w, int n, int k) {
+    if (type != GEMM_F32) return -1;
+    *out = gemm_weight_packed(type, dst, n, k);
+    float *panel = dst;
+    for (int j0 = 0; j0 < n; j0 += GEMM_PANEL, panel += (size_t)k * GEMM_PANEL)
+        for (int p = 0; p < k; p++)
+            for (int c = 0; c < GEMM_PANEL; c++)
+                panel[(size_t)p * GEMM_PANEL + c] = j0 + c < n ? w[(size_t)(j0 + c) * k + p] : 0.0f;
+    return 0;
+}
+
+float gemm_weight_at(const gemm_weight *w, int j, int p) {
+    const float *panel = (const float *)((const char *)w->panels + (size_t)(j / GEMM_PANEL) * w->panel_bytes);
+    return panel[(size_t)p * GEMM_PANEL + j % GEMM_PANEL];
+}
+
+/* ---- The scalar reference micro-kernel ---------------------------------------------------
+ * Any m, any n: one accumulator per output, fmaf in ascending k (the order of gemm.h). It
+ * defines the results every other micro-kernel must reproduce bit for bit. */
+void gemm_f32_scalar_4x16(const gemm_tile *t) {
+    for (int j0 = 0; j0 < t->n; j0 += GEMM_PANEL) {
+        const float *panel = (const float *)((const char *)t->w + (size_t)(j0 / GEMM_PANEL) * t->panel_bytes);
+        const int cols = t->n - j0 < GEMM_PANEL ? t->n - j0 : GEMM_PANEL;
+        for (int i = 0; i < t->m; i++) {
+            const float *x = t->x + (size_t)i * t->ldx;
+            float *y = t->y + (size_t)i * t->ldy + j0;
+            float acc[GEMM_PANEL];
+            for (int c = 0; c < cols; c++) {
+                acc[c] = t->load_y ? y[c] : 0.0f;
+                if (t->bias) acc[c] = t->load_y ? acc[c] + t->bias[j0 + c] : t->bias[j0 + c];
+            }
+            for (int p = 0; p < t->k; p++)
+                for (int c = 0; c < cols; c++) acc[c] = fmaf(x[p], panel[(size_t)p * GEMM_PANEL + c], acc[c]);
+            for (int c = 0; c < cols; c++) y[c] = acc[c];
         }
     }
 }
 
-/* ---- dispatch ----------------------------------------------------------------------- */
+/* ---- The micro-kernel table: (ISA x weight type x tile) ---------------------------------- */
+static const gemm_ukernel ukernels[] = {
+    {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16},
+#if defined(CLIP_KERNELS_X86)
+    {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16},
+    {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32},
+    {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32},
+    {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16},
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16},
+#endif
+};
+
+const gemm_ukernel *gemm_ukernels(int *n_out) {
+    *n_out = (int)(sizeof ukernels / sizeof ukernels[0]);
+    return ukernels;
+}
+
+/* ---- Dispatch ------------------------------------------------------------------------------ */
 typedef void activation_fn(float *, size_t);
 
 static cpu_level usable(cpu_level level) {
     return cpu_level_usable(level) ? level : CPU_SCALAR;
-}
-
-static gemm_block_fn *block_fn(cpu_level level) {
-    switch (usable(level)) {
-#if defined(CLIP_KERNELS_X86)
-    case CPU_AVX512: return gemm_block_avx512;
-    case CPU_AVX2: return gemm_block_avx2;
-#endif
-#if defined(CLIP_KERNELS_ARM)
-    case CPU_NEON: return gemm_block_neon;
-#endif
-    default: return gemm_block_scalar;
-    }
 }
 
 static activation_fn *act_fn(gemm_activation act, cpu_level level) {
@@ -95,98 +142,110 @@ int gemm_backend_parse(const char *name) {
     return -1;
 }
 
-const char *gemm_kernel_name(cpu_level level) {
-    switch (usable(level)) {
-    case CPU_AVX512: return "avx512 5x4 NT";
-    case CPU_AVX2: return "avx2 3x4 NT";
-    case CPU_NEON: return "neon 5x4 NT";
-    default: return "scalar";
-    }
-}
+const char *gemm_kernel_name(cpu_level level) { return gemm_tuning_get(usable(level))->kernel->name; }
 
-/* ---- native backend --------------------------------------------------------------------- */
+/* ---- Native backend: the driver ----------------------------------------------------------- */
 typedef struct {
     const gemm_op *op;
-    gemm_block_fn *block;
+    const gemm_ukernel *uk;
     activation_fn *act;
-    int nb, kc;
+    int nc, kc, mc, prefetch;
 } native_job;
 
 static void native_task(void *arg, int task, int thread) {
     (void)thread;
     const native_job *job = arg;
     const gemm_op *op = job->op;
-    const int n0 = task * job->nb, n_cols = op->n - n0 < job->nb ? op->n - n0 : job->nb;
-    const float *w = op->w + (size_t)n0 * op->k;
-    const float *bias = op->bias ? op->bias + n0 : NULL;
-    for (int m0 = 0; m0 < op->m; m0 += MC) {
-        const int n_rows = op->m - m0 < MC ? op->m - m0 : MC;
-        float *y = op->y + (size_t)m0 * op->n + n0;
-        const float *x = op->x + (size_t)m0 * op->k;
-        for (int k0 = 0; k0 < op->k; k0 += job->kc) {
-            const int len = op->k - k0 < job->kc ? op->k - k0 : job->kc;
-            job->block(y, op->n, x + k0, op->k, w + k0, op->k, n_rows, n_cols, len,
-                       k0 == 0 ? bias : NULL, k0 > 0 || op->accumulate);
+    const gemm_weight *w = op->w;
+    const int n = w->n, k = w->k, mr = job->uk->mr, nr = job->uk->nr;
+    const int n0 = task * job->nc, n_cols = n - n0 < job->nc ? n - n0 : job->nc;
+    gemm_tile t = {.ldx = (size_t)k, .panel_bytes = w->panel_bytes, .ldy = (size_t)n};
+    for (int m0 = 0; m0 < op->m; m0 += job->mc) {
+        const int n_rows = op->m - m0 < job->mc ? op->m - m0 : job->mc;
+        for (int k0 = 0; k0 < k; k0 += job->kc) {
+            t.k = k - k0 < job->kc ? k - k0 : job->kc;
+            t.load_y = k0 > 0 || op->accumulate;
+            const size_t k_bytes = (size_t)k0 * GEMM_PANEL * sizeof(float);   /* f32 panels */
+            /* row tiles of nearly equal height (50 rows: 5 x 10, not 4 x 12 + 2): a thin
+             * last tile would load its panels for very few FMAs */
+            const int n_tiles = (n_rows + mr - 1) / mr, base = n_rows / n_tiles, extra = n_rows % n_tiles;
+            for (int ti = 0, i = 0; ti < n_tiles; i += t.m, ti++) {
+                t.m = base + (ti < extra);
+                t.x = op->x + (size_t)(m0 + i) * k + k0;
+                for (int j = 0; j < n_cols; j += nr) {
+                    t.n = n_cols - j < nr ? n_cols - j : nr;
+                    t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
+                    /* the first row tile meets each panel chunk first (from memory): it
+                     * prefetches the next tile's while it computes; later ones find them in L2 */
+                    t.next_w = job->prefetch && ti == 0 && j + nr < n_cols ? (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes : NULL;
+                    t.y = op->y + (size_t)(m0 + i) * n + n0 + j;
+                    t.bias = k0 == 0 && op->bias ? op->bias + n0 + j : NULL;
+                    job->uk->run(&t);
+                }
+            }
         }
         if (job->act)
-            for (int r = 0; r < n_rows; r++) job->act(y + (size_t)r * op->n, (size_t)n_cols);
+            for (int r = 0; r < n_rows; r++) job->act(op->y + (size_t)(m0 + r) * n + n0, (size_t)n_cols);
     }
 }
 
 static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
-    native_job job = {op, block_fn(level), act_fn(op->act, level), NB, KC};
-    /* k chunks of equal size, a multiple of 16 (whole vectors) where possible */
-    const int n_chunks = (op->k + KC - 1) / KC;
-    job.kc = n_chunks > 1 ? ((op->k + n_chunks - 1) / n_chunks + 15) / 16 * 16 : op->k;
+    const gemm_tuning *tune = gemm_tuning_get(usable(level));
+    const gemm_ukernel *uk = tune->kernel;
+    const int n = op->w->n, k = op->w->k, nr = uk->nr;
+    native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch};
+    /* k chunks of equal size (a multiple of 16 where possible); a product of at most one
+     * row tile reads each weight once anyway, and is never cut along k */
+    const int n_chunks = op->m <= uk->mr ? 1 : (k + tune->kc - 1) / tune->kc;
+    if (n_chunks > 1) job.kc = ((k + n_chunks - 1) / n_chunks + 15) / 16 * 16;
     /* enough tasks that the threads finish together: at least 4 per thread */
     const int n_threads = threadpool_size(pool);
-    if (n_threads > 1 && (op->n + NB - 1) / NB < 4 * n_threads) {
-        int nb = (op->n + 4 * n_threads - 1) / (4 * n_threads);
-        nb = (nb + 3) / 4 * 4;
-        job.nb = nb < 16 ? 16 : nb;
-    } else if (op->m < SMALL_M) {
-        /* Few rows: the product streams W from memory, and the kernel prefetches W a
-         * few row groups ahead within a task only, so each task starts with a stall.
-         * Fewer, bigger tasks (still 4 per thread) start fewer streams. */
-        int nb = (op->n + 4 * n_threads - 1) / (4 * n_threads);
-        nb = (nb + NB - 1) / NB * NB;
-        job.nb = nb > SMALL_M_NB ? SMALL_M_NB : nb;
+    if (n_threads > 1 && (n + job.nc - 1) / job.nc < 4 * n_threads) {
+        int nc = (n + 4 * n_threads - 1) / (4 * n_threads);
+        job.nc = nc < nr ? nr : (nc + nr - 1) / nr * nr;
     }
-    threadpool_run(pool, (op->n + job.nb - 1) / job.nb, native_task, &job);
+    if (job.nc % nr) job.nc = (job.nc + nr - 1) / nr * nr;
+    threadpool_run(pool, (n + job.nc - 1) / job.nc, native_task, &job);
 }
 
-/* ---- OpenBLAS backend ------------------------------------------------------------------- */
+/* ---- OpenBLAS backend ----------------------------------------------------------------------
+ * An f32 panel is a row-major [k][16] matrix, i.e. 16 columns of W^T: one sgemm per panel,
+ * y[:, panel] = x . panel, after the bias has been written (or added) into y. */
 static void openblas_gemm(const gemm_op *op, cpu_level level) {
+    const gemm_weight *w = op->w;
     float beta = op->accumulate ? 1.0f : 0.0f;
     if (op->bias) {
         for (int r = 0; r < op->m; r++) {
-            float *y = op->y + (size_t)r * op->n;
-            if (op->accumulate) add_inplace(y, op->bias, (size_t)op->n);
-            else memcpy(y, op->bias, sizeof(float) * (size_t)op->n);
+            float *y = op->y + (size_t)r * w->n;
+            if (op->accumulate) add_inplace(y, op->bias, (size_t)w->n);
+            else memcpy(y, op->bias, sizeof(float) * (size_t)w->n);
         }
         beta = 1.0f;
     }
-    blas_sgemm_nt(op->y, op->x, op->w, op->m, op->n, op->k, beta);
+    for (int j0 = 0; j0 < w->n; j0 += GEMM_PANEL) {
+        const float *panel = (const float *)((const char *)w->panels + (size_t)(j0 / GEMM_PANEL) * w->panel_bytes);
+        const int cols = w->n - j0 < GEMM_PANEL ? w->n - j0 : GEMM_PANEL;
+        blas_sgemm_nn(op->y + j0, w->n, op->x, w->k, panel, GEMM_PANEL, op->m, cols, w->k, beta);
+    }
     activation_fn *act = act_fn(op->act, level);
-    if (act) act(op->y, (size_t)op->m * op->n);
+    if (act) act(op->y, (size_t)op->m * w->n);
 }
 
-/* ---- entry points ------------------------------------------------------------------------ */
+/* ---- Entry point ---------------------------------------------------------------------------- */
 void gemm_run(threadpool *pool, const gemm_op *op, gemm_backend backend, cpu_level level) {
-    if (op->m <= 0 || op->n <= 0) return;
-    if (op->k <= 0) {                       /* an empty sum: y is the bias (or unchanged) */
+    const int n = op->w->n, k = op->w->k;
+    if (op->m <= 0 || n <= 0) return;
+    if (k <= 0) {                           /* an empty sum: y is the bias (or unchanged) */
         for (int r = 0; r < op->m; r++)
-            for (int j = 0; j < op->n; j++) {
-                float *y = op->y + (size_t)r * op->n + j;
+            for (int j = 0; j < n; j++) {
+                float *y = op->y + (size_t)r * n + j;
                 const float b = op->bias ? op->bias[j] : 0.0f;
                 *y = op->accumulate ? *y + b : b;
             }
         activation_fn *act = act_fn(op->act, level);
-        if (act) act(op->y, (size_t)op->m * op->n);
+        if (act) act(op->y, (size_t)op->m * n);
         return;
     }
     if (backend == GEMM_OPENBLAS) openblas_gemm(op, level);
     else native_gemm(pool, op, level);
 }
-
-void gemm(threadpool *pool, const gemm_op *op) { gemm_run(pool, op, GEMM_NATIVE, kernels_level()); }

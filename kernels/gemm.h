@@ -1,23 +1,57 @@
-/* gemm.h - the linear layers' matrix product y = x W^T + b, with fused epilogues.
+/* gemm.h - the linear layers' matrix product y = x W^T + b, with fused epilogues, over
+ * weights packed in panels.
  *
- *   x: [m, k] row-major          (activations: m = tokens, or tokens x batch)
- *   W: [n, k] row-major          (PyTorch's [out, in] layout, used in place from the
- *                                 read-only weight mapping: no copy, no packing)
- *   y: [m, n] row-major          y = act(x W^T + b)   or, accumulating,  y += x W^T + b
+ *   x: [m, k]  row-major float32     (activations: m = tokens, or tokens x batch)
+ *   W: [n, k]  logically PyTorch's [out, in]; stored PACKED (below), in one of the
+ *              weight types of gemm_type (f32 now; f16, bf16, q8_0, q4_0 reserved)
+ *   y: [m, n]  row-major float32     y = act(x W^T + b)  or, accumulating,  y += x W^T + b
  *
- * Both operands are walked along k, so the native kernels are "NT" dot-product kernels:
- * a register tile of MR rows of x by 4 rows of W is accumulated with vector FMAs over k
- * (MR x 4 vector accumulators), then each group of four accumulators is reduced to the
- * four sums of one output row segment and the bias is added. Work is split across a
- * thread pool by blocks of output columns, so every output is computed by exactly one
- * thread in one fixed order: results do not depend on the thread count or on how many
- * rows (batch) are computed together.
+ * ---- The packed layout ----------------------------------------------------------------
+ * W is cut into panels of GEMM_PANEL = 16 consecutive output features (rows of W). Panel
+ * j holds features 16 j .. 16 j + 15, interleaved along k: for f32 the panel is a [k][16]
+ * array, so one k step of a panel is 16 contiguous floats = 64 bytes = one cache line,
+ * one AVX-512 vector, two AVX2 vectors or four NEON vectors. The last panel is padded
+ * with zero features. Panels follow each other, `panel_bytes` apart (a multiple of 64).
+ * A micro-kernel therefore streams each panel front to back, and its inner loop is
+ *     broadcast x[i][p]; load panel[p][0..15]; acc[i] += x[i][p] * panel[p]   (FMA)
+ * with no horizontal reduction anywhere: each accumulator lane is one output.
  *
- * Backends: "native" (these kernels, at the CPU level of kernels_level()) or "openblas"
- * (cblas_sgemm, with the epilogue as separate passes).
+ * Other weight types keep the same panel idea with their own k step (gemm_type_info):
+ *   f16 / bf16: [k][16] 2-byte values, converted to f32 before the FMA.
+ *   q8_0 (planned): k in blocks of 32; per block, 16 scales (f16, one per feature: 32
+ *     bytes), then the block's 32 x 16 int8 values in groups of 4 k steps:
+ *     [8 groups][16 features][4 int8] (512 bytes), so one 64-byte line is the 4-step
+ *     group of all 16 features: the operand of one vpdpbusd (AVX-512 VNNI), two AVX2
+ *     maddubs, or four NEON sdot. 544 bytes per block of 32 k (8.5 bits per weight).
+ *   q4_0 (planned): the same with 4-bit values, two features' nibbles per byte.
+ *
+ * ---- Exact order -----------------------------------------------------------------------
+ * Every output is ONE float accumulator updated in ascending k order:
+ *     acc = (accumulate ? y : 0) [+ bias];  for p in 0..k-1: acc = fma(x[i][p], W[j][p], acc)
+ *     y = act(acc)
+ * The tile shape, the cache blocking, the split across threads and the number of rows
+ * in the batch change none of these operations (a k chunk stores acc in y, the next one
+ * loads it back), so results are bit-identical for any thread count and batch size, and
+ * every micro-kernel matches the scalar reference (which uses fmaf) bit for bit.
+ *
+ * ---- Micro-kernels and the driver --------------------------------------------------------
+ * kernels/gemm.c holds the ONE driver (blocking over m, n, k; threads; epilogues; the
+ * OpenBLAS backend) and the scalar reference micro-kernel. Each ISA file
+ * (gemm_avx512.c, gemm_avx2.c, gemm_neon.c, ...) supplies only micro-kernels, listed in
+ * the table of gemm.c as (ISA, weight type, tile) entries. A micro-kernel computes one
+ * tile of at most MR rows by NR columns (NR a multiple of 16: NR / 16 panels):
+ *
+ *     void fn(const gemm_tile *t);
+ *
+ * with the fields of gemm_tile below; it must handle any m <= MR and n <= NR (the
+ * driver hands it the edges), must read only the n valid columns of bias and y, and
+ * must implement exactly the order above. A new ISA or weight type adds a function and
+ * a table row; the driver is never copied.
  */
 #ifndef CLIP_GEMM_H
 #define CLIP_GEMM_H
+
+#include <stddef.h>
 
 #include "kernels.h"
 #include "threadpool.h"
@@ -25,33 +59,115 @@
 typedef enum { GEMM_NATIVE = 0, GEMM_OPENBLAS = 1 } gemm_backend;
 typedef enum { GEMM_ACT_NONE = 0, GEMM_ACT_QUICK_GELU = 1, GEMM_ACT_GELU = 2 } gemm_activation;
 
+/* Weight element types. The codes are the low byte of a tensor's dtype in the .clip file
+ * (docs/FORMAT.md). Only GEMM_F32 has kernels so far; the others are reserved. */
+typedef enum {
+    GEMM_F32 = 0,
+    GEMM_F16 = 1,      /* reserved */
+    GEMM_BF16 = 2,     /* reserved */
+    GEMM_Q8_0 = 8,     /* reserved: blocks of 32 int8 + one f16 scale per feature */
+    GEMM_Q4_0 = 9,     /* reserved: blocks of 32 4-bit values + one f16 scale per feature */
+} gemm_type;
+
+#define GEMM_PANEL 16          /* output features per panel */
+#define GEMM_MAX_MR 16         /* largest row count of any micro-kernel's tile */
+
+/* What a weight type needs from the driver: its k granularity and panel size. */
+typedef struct {
+    gemm_type type;
+    const char *name;          /* "f32" */
+    int block_k;               /* k chunks (and a packed panel's k) are multiples of this */
+    int has_kernels;           /* 0: reserved, not computable yet */
+} gemm_type_info;
+const gemm_type_info *gemm_type_get(gemm_type type);   /* NULL for unknown codes */
+
+/* A packed weight: the panels of W [n, k]. */
+typedef struct {
+    gemm_type type;
+    int n, k;
+    const void *panels;        /* ceil(n / 16) panels, 64-byte aligned */
+    size_t panel_bytes;        /* bytes from one panel to the next */
+} gemm_weight;
+
+/* Bytes of one panel and of the whole packed W, for a type and shape (0 if unknown). */
+size_t gemm_panel_bytes(gemm_type type, int k);
+size_t gemm_packed_bytes(gemm_type type, int n, int k);
+/* Pack a row-major f32 W [n, k] into dst (gemm_packed_bytes, 64-byte aligned) as `type`
+ * (GEMM_F32 only for now); fills *out to describe it. 0, or -1 for an unsupported type. */
+int gemm_pack(gemm_weight *out, void *dst, gemm_type type, const float *w, int n, int k);
+/* Describe panels already packed (e.g. straight from the mapped .clip file). */
+gemm_weight gemm_weight_packed(gemm_type type, const void *panels, int n, int k);
+/* W[j][p] of a packed f32 weight (tests, slow paths). */
+float gemm_weight_at(const gemm_weight *w, int j, int p);
+
 typedef struct {
     float *y;                 /* [m, n] */
     const float *x;           /* [m, k] */
-    const float *w;           /* [n, k] */
+    const gemm_weight *w;     /* [n, k] packed; n and k come from here */
     const float *bias;        /* [n] or NULL */
-    int m, n, k;
+    int m;
     int accumulate;           /* 1: y += x W^T + b (e.g. the residual stream); 0: y = ... */
     gemm_activation act;      /* applied to y after the sum (with accumulate 0 only) */
 } gemm_op;
 
 /* Run op on the pool (NULL: the calling thread) with the given backend; the native
- * backend uses the kernels of `level` (clamped to what is compiled in). */
+ * backend uses the micro-kernel chosen for `level` (clamped to what is compiled in). */
 void gemm_run(threadpool *pool, const gemm_op *op, gemm_backend backend, cpu_level level);
-/* Same with the native backend at kernels_level(). */
-void gemm(threadpool *pool, const gemm_op *op);
 
 const char *gemm_backend_name(gemm_backend backend);
 /* "native" / "openblas" -> backend; -1 if the name is unknown. */
 int gemm_backend_parse(const char *name);
-/* The native kernel's register tile, for `clip_run info`: e.g. "avx512 5x4 NT". */
-const char *gemm_kernel_name(cpu_level level);
 
-/* One block of the product for one range of k, the unit the per-ISA kernels implement:
- *   y[i, j] = (accumulate ? y[i, j] : 0) + (bias ? bias[j] : 0) + sum_{p<k} x[i, p] w[j, p]
- * for i < m, j < n, with leading dimensions ldy, ldx, ldw (in floats). */
-typedef void gemm_block_fn(float *y, int ldy, const float *x, int ldx, const float *w, int ldw,
-                           int m, int n, int k, const float *bias, int accumulate);
-gemm_block_fn gemm_block_scalar, gemm_block_avx2, gemm_block_avx512, gemm_block_neon;
+/* ---- The micro-kernel interface ------------------------------------------------------ */
+typedef struct {
+    const float *x;            /* row 0 of the tile at its first k; row i at x + i * ldx */
+    size_t ldx;
+    const void *w;             /* the tile's first panel, already advanced to its first k */
+    size_t panel_bytes;        /* panel j of the tile at (const char *)w + j * panel_bytes */
+    float *y;                  /* the tile's first output; row i at y + i * ldy */
+    size_t ldy;
+    const float *bias;         /* NULL, or the tile's n bias values (added at the start) */
+    int m, n, k;               /* rows <= MR, valid columns <= NR, k steps (a multiple of
+                                  the type's block_k, except for f32) */
+    int load_y;                /* 1: the accumulators start from y (accumulate, or a later
+                                  k chunk); 0: from zero */
+    const void *next_w;        /* a hint, may be ignored: the panels the driver's next tile
+                                  will read (same layout as w), to prefetch while this one
+                                  computes, one line per panel per k step; NULL: none */
+} gemm_tile;
+typedef void gemm_ukernel_fn(const gemm_tile *t);
+
+typedef struct {
+    const char *name;          /* "avx512 f32 12x32" */
+    cpu_level isa;
+    gemm_type type;
+    int mr, nr;                /* tile: rows of x, columns of y (nr = panels x 16) */
+    gemm_ukernel_fn *run;
+} gemm_ukernel;
+
+/* Every micro-kernel compiled in (for tests and `clip_run info`), n_out set to the count. */
+const gemm_ukernel *gemm_ukernels(int *n_out);
+
+/* The scalar reference and the per-ISA micro-kernels (f32). */
+gemm_ukernel_fn gemm_f32_scalar_4x16;
+gemm_ukernel_fn gemm_f32_avx2_6x16;
+gemm_ukernel_fn gemm_f32_avx512_12x32, gemm_f32_avx512_8x32, gemm_f32_avx512_14x16;
+gemm_ukernel_fn gemm_f32_neon_5x16;
+
+/* ---- Per-CPU choice ------------------------------------------------------------------- */
+typedef struct {
+    const gemm_ukernel *kernel;  /* the f32 micro-kernel */
+    int mc;                    /* rows of x per block (x block in L2) */
+    int kc;                    /* k per chunk (x tile of MR x KC in L1) */
+    int nc;                    /* output columns per thread task (W chunk KC x NC in L2) */
+    int prefetch;              /* 1: tiles that first touch their panels prefetch the next
+                                  tile's (gemm_tile.next_w) */
+    char why[200];             /* one line: the CPU, its caches, what was picked and why */
+} gemm_tuning;
+/* The choice for `level` on this CPU (computed once per level; CLIP_GEMM_TILE=name and
+ * CLIP_GEMM_KC / _MC / _NC override it, for measurements). */
+const gemm_tuning *gemm_tuning_get(cpu_level level);
+/* The native micro-kernel's name at a level, for `clip_run info`: "avx512 f32 12x32". */
+const char *gemm_kernel_name(cpu_level level);
 
 #endif

@@ -1,105 +1,138 @@
-/* gemm_neon.c - the NT register-tile kernel of gemm.h with NEON (4 floats a vector).
+/* gemm_neon.c - the f32 micro-kernel of gemm.h with NEON (aarch64 Advanced SIMD, 4 floats
+ * a vector).
  *
- * y[i, j] (+)= bias[j] + sum_p x[i, p] w[j, p] for a block of m rows of x and n rows of W,
- * both walked along k (gemm_block_fn). The register tile is 5 rows of x by 4 rows of W:
- * 20 accumulators (4 lanes of k each), 5 x vectors and the W vector in flight, 26 of the
- * 32 vector registers. One step over 4 values of k is 9 loads and 20 FMAs
- * (fmla vD.4s, vN.4s, vM.4s), so the loads never limit the two FMA pipes of a big core;
- * the accumulators are reduced across lanes once, after the k loop. The last k % 4 values
- * go through a zero-padded buffer; fewer than 5 rows use a smaller tile; fewer than 4 W
- * rows repeat the last valid row and store only the valid outputs.
+ * Tile: 5 rows of x by one panel (16 columns = 4 q registers). Registers (32 q in all):
+ *   20 accumulators  acc[i][c], row i < 5, column quarter c < 4
+ *    4 panel vectors  the 16 weights of one k step (one 64-byte line)
+ *    5 x vectors      x[i][p .. p+3] of each row: 4 k steps' multipliers
+ * The main loop takes 4 k steps at a time: it loads each row's 4 x values once, and each
+ * k step loads its panel line and issues 20 "fmla vAcc.4s, vW.4s, vX.s[lane]" (FMA by
+ * element, the lane picking the step's x value: no broadcast instruction). Per 4 k steps:
+ * 16 panel loads + 5 x loads for 80 FMAs (3.8 FMAs per load), no horizontal reduction:
+ * each accumulator lane is one output. Each output is one fused multiply-add chain in k
+ * order from its start value (y and/or bias), so the results are bit-identical to the
+ * scalar reference (fmaf) and to every other ISA's micro-kernel (gemm.h, "Exact order").
+ * Leftover k steps (k % 4) multiply by one x value at a time, the same FMA; fewer rows
+ * run a constant-row copy; fewer than 16 columns go through a buffer for y and bias
+ * (the zero-padded panel needs nothing).
+ *
+ * GCC's scheduling before register allocation interleaves the four k steps of the loop
+ * and runs out of the 32 registers (gcc 12: 29 vector loads and a spill per 4 k steps
+ * instead of 13 loads); without it every value stays in a register. bench/neon_listing.py
+ * shows the loop as compiled.
  */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-schedule-insns")
+#endif
 #include <arm_neon.h>
 #include <string.h>
 
 #include "gemm.h"
 
 #define MR 5
-#define NR 4
 
-static inline float32x4_t load_padded(const float *p, int n) {
-    float buf[4] = {0, 0, 0, 0};
-    memcpy(buf, p, (size_t)n * sizeof(float));
-    return vld1q_f32(buf);
-}
+static inline __attribute__((always_inline)) void tile(const gemm_tile *t, const int mr) {
+    const float *w = t->w, *x = t->x;
+    float *y = t->y;
+    const size_t ldx = t->ldx, ldy = t->ldy;
+    const int n = t->n, full = n >= 16;
+    float32x4_t acc[MR][4];
 
-static inline __attribute__((always_inline)) void
-tile(float *y, int ldy, const float *x, int ldx, const float *w0, const float *w1,
-     const float *w2, const float *w3, int k, const float *bias, int n_valid, int accumulate,
-     const int mr) {
-    const float *w[NR] = {w0, w1, w2, w3};
-    float32x4_t acc[MR][NR];
-#pragma GCC unroll 5
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < NR; j++) acc[i][j] = vdupq_n_f32(0);
+    /* start values: y (+ bias), or the bias, or 0; only the n valid columns are read */
+    float bias_buf[16] = {0};
+    if (t->bias) memcpy(bias_buf, t->bias, sizeof(float) * (full ? 16 : (size_t)n));
+    const float32x4_t b0 = vld1q_f32(bias_buf), b1 = vld1q_f32(bias_buf + 4);
+    const float32x4_t b2 = vld1q_f32(bias_buf + 8), b3 = vld1q_f32(bias_buf + 12);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        if (t->load_y) {
+            float row[16];
+            const float *yi = y + i * ldy;
+            if (!full) {
+                memcpy(row, yi, sizeof(float) * (size_t)n);
+                yi = row;
+            }
+            acc[i][0] = vld1q_f32(yi);
+            acc[i][1] = vld1q_f32(yi + 4);
+            acc[i][2] = vld1q_f32(yi + 8);
+            acc[i][3] = vld1q_f32(yi + 12);
+            if (t->bias) {
+                acc[i][0] = vaddq_f32(acc[i][0], b0);
+                acc[i][1] = vaddq_f32(acc[i][1], b1);
+                acc[i][2] = vaddq_f32(acc[i][2], b2);
+                acc[i][3] = vaddq_f32(acc[i][3], b3);
+            }
+        } else {
+            acc[i][0] = b0, acc[i][1] = b1, acc[i][2] = b2, acc[i][3] = b3;
+        }
+    }
 
+    const int k = t->k;
+    const char *next = t->next_w;     /* the next tile's panel, one line per k step */
     int p = 0;
     for (; p + 4 <= k; p += 4) {
-        float32x4_t xv[MR];
-#pragma GCC unroll 5
-        for (int i = 0; i < mr; i++) xv[i] = vld1q_f32(x + (size_t)i * ldx + p);
-#pragma GCC unroll 4
-        for (int j = 0; j < NR; j++) {
-            const float32x4_t wv = vld1q_f32(w[j] + p);
-#pragma GCC unroll 5
-            for (int i = 0; i < mr; i++) acc[i][j] = vfmaq_f32(acc[i][j], xv[i], wv);
+        if (next) {                   /* the 4 lines of these 4 k steps */
+            __builtin_prefetch(next + (size_t)p * 64, 0, 2);
+            __builtin_prefetch(next + (size_t)p * 64 + 64, 0, 2);
+            __builtin_prefetch(next + (size_t)p * 64 + 128, 0, 2);
+            __builtin_prefetch(next + (size_t)p * 64 + 192, 0, 2);
         }
-    }
-    if (p < k) {
         float32x4_t xv[MR];
-#pragma GCC unroll 5
-        for (int i = 0; i < mr; i++) xv[i] = load_padded(x + (size_t)i * ldx + p, k - p);
-#pragma GCC unroll 4
-        for (int j = 0; j < NR; j++) {
-            const float32x4_t wv = load_padded(w[j] + p, k - p);
-#pragma GCC unroll 5
-            for (int i = 0; i < mr; i++) acc[i][j] = vfmaq_f32(acc[i][j], xv[i], wv);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) xv[i] = vld1q_f32(x + i * ldx + p);
+        /* one k step per lane of the x vectors (the lane is a constant after unrolling) */
+#define K_STEP(lane)                                                                 \
+        do {                                                                          \
+            const float *line = w + (size_t)(p + lane) * 16;                          \
+            const float32x4_t w0 = vld1q_f32(line), w1 = vld1q_f32(line + 4);         \
+            const float32x4_t w2 = vld1q_f32(line + 8), w3 = vld1q_f32(line + 12);    \
+            _Pragma("GCC unroll 8")                                                   \
+            for (int i = 0; i < mr; i++) {                                            \
+                acc[i][0] = vfmaq_laneq_f32(acc[i][0], w0, xv[i], lane);              \
+                acc[i][1] = vfmaq_laneq_f32(acc[i][1], w1, xv[i], lane);              \
+                acc[i][2] = vfmaq_laneq_f32(acc[i][2], w2, xv[i], lane);              \
+                acc[i][3] = vfmaq_laneq_f32(acc[i][3], w3, xv[i], lane);              \
+            }                                                                         \
+        } while (0)
+        K_STEP(0);
+        K_STEP(1);
+        K_STEP(2);
+        K_STEP(3);
+#undef K_STEP
+    }
+    for (; p < k; p++) {
+        const float *line = w + (size_t)p * 16;
+        const float32x4_t w0 = vld1q_f32(line), w1 = vld1q_f32(line + 4);
+        const float32x4_t w2 = vld1q_f32(line + 8), w3 = vld1q_f32(line + 12);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            const float xs = x[i * ldx + p];
+            acc[i][0] = vfmaq_n_f32(acc[i][0], w0, xs);
+            acc[i][1] = vfmaq_n_f32(acc[i][1], w1, xs);
+            acc[i][2] = vfmaq_n_f32(acc[i][2], w2, xs);
+            acc[i][3] = vfmaq_n_f32(acc[i][3], w3, xs);
         }
     }
 
-    float b[NR] = {0, 0, 0, 0};
-    if (bias) memcpy(b, bias, (size_t)n_valid * sizeof(float));
-    const float32x4_t bv = vld1q_f32(b);
-#pragma GCC unroll 5
+#pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
-        float *yr = y + (size_t)i * ldy;
-        /* (sum acc0, sum acc1, sum acc2, sum acc3) + bias */
-        float32x4_t s = vpaddq_f32(vpaddq_f32(acc[i][0], acc[i][1]), vpaddq_f32(acc[i][2], acc[i][3]));
-        s = vaddq_f32(s, bv);
-        if (n_valid == NR) {
-            if (accumulate) s = vaddq_f32(vld1q_f32(yr), s);
-            vst1q_f32(yr, s);
-        } else {
-            float out[NR];
-            vst1q_f32(out, s);
-            for (int j = 0; j < n_valid; j++) yr[j] = accumulate ? yr[j] + out[j] : out[j];
-        }
+        float row[16];
+        float *yi = full ? y + i * ldy : row;
+        vst1q_f32(yi, acc[i][0]);
+        vst1q_f32(yi + 4, acc[i][1]);
+        vst1q_f32(yi + 8, acc[i][2]);
+        vst1q_f32(yi + 12, acc[i][3]);
+        if (!full) memcpy(y + i * ldy, row, sizeof(float) * (size_t)n);
     }
 }
 
-void gemm_block_neon(float *y, int ldy, const float *x, int ldx, const float *w, int ldw,
-                     int m, int n, int k, const float *bias, int accumulate) {
-    for (int j = 0; j < n; j += NR) {
-        const int n_valid = n - j < NR ? n - j : NR;
-        const float *w0 = w + (size_t)j * ldw;
-        const float *w1 = w0 + (size_t)(n_valid > 1 ? 1 : 0) * ldw;
-        const float *w2 = w0 + (size_t)(n_valid > 2 ? 2 : n_valid - 1) * ldw;
-        const float *w3 = w0 + (size_t)(n_valid > 3 ? 3 : n_valid - 1) * ldw;
-        const float *b = bias ? bias + j : NULL;
-        float *yj = y + j;
-        int i = 0;
-        for (; i + MR <= m; i += MR)
-            tile(yj + (size_t)i * ldy, ldy, x + (size_t)i * ldx, ldx, w0, w1, w2, w3, k, b, n_valid,
-                 accumulate, MR);
-        float *yi = yj + (size_t)i * ldy;
-        const float *xi = x + (size_t)i * ldx;
-        switch (m - i) {
-        case 1: tile(yi, ldy, xi, ldx, w0, w1, w2, w3, k, b, n_valid, accumulate, 1); break;
-        case 2: tile(yi, ldy, xi, ldx, w0, w1, w2, w3, k, b, n_valid, accumulate, 2); break;
-        case 3: tile(yi, ldy, xi, ldx, w0, w1, w2, w3, k, b, n_valid, accumulate, 3); break;
-        case 4: tile(yi, ldy, xi, ldx, w0, w1, w2, w3, k, b, n_valid, accumulate, 4); break;
-        default: break;
-        }
+void gemm_f32_neon_5x16(const gemm_tile *t) {
+    switch (t->m) {
+    case 1: tile(t, 1); break;
+    case 2: tile(t, 2); break;
+    case 3: tile(t, 3); break;
+    case 4: tile(t, 4); break;
+    case 5: tile(t, 5); break;
+    default: break;
     }
 }

@@ -92,6 +92,9 @@ void blas_set_threads(int n_threads);
 int blas_load(void);
 /* y = x W^T + beta y: x [m, k], W [n, k], y [m, n], through OpenBLAS's sgemm. */
 void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k, float beta);
+/* y = x w + beta y with leading dimensions: x [m, k], w [k, n], y [m, n] (one packed panel). */
+void blas_sgemm_nn(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int m, int n,
+                   int k, float beta);
 
 /* ---- Checksum: Adler-32 (zlib's definition; Python's zlib.adler32) ------------------
  * Continues from `adler` (1 for a fresh sum) over n bytes. Detects every single-bit and

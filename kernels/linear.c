@@ -83,6 +83,22 @@ void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k
         }
 }
 
+/* y = x w + beta y with leading dimensions: x [m, k] (ldx), w [k, n] (ldw), y [m, n] (ldy);
+ * the product of one packed weight panel (kernels/gemm.c). Plain loops without OpenBLAS. */
+void blas_sgemm_nn(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int m, int n,
+                   int k, float beta) {
+    if (blas_load() == 0) {
+        blas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, x, ldx, w, ldw, beta, y, ldy);
+        return;
+    }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float sum = 0;
+            for (int p = 0; p < k; p++) sum += x[(size_t)i * ldx + p] * w[(size_t)p * ldw + j];
+            y[(size_t)i * ldy + j] = beta != 0.0f ? beta * y[(size_t)i * ldy + j] + sum : sum;
+        }
+}
+
 void linear(float *y, const float *x, const float *w, const float *b,
             int n_rows, int d_in, int d_out) {
     if (n_rows <= 0 || d_out <= 0) return;

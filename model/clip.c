@@ -43,6 +43,8 @@ void clip_model_free(clip_model *m) {
     model_verify_free(m);
     free(m->vision.tower.blocks);
     free(m->text.tower.blocks);
+    for (int i = 0; i < m->n_packed; i++) free(m->packed[i]);
+    free(m->packed);
     if (m->tokenizer) tokenizer_free(m->tokenizer->tokenizer);
     free(m->tokenizer);
     weightfile_close(&m->file);

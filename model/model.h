@@ -1,7 +1,8 @@
 /* model.h - the in-memory CLIP model and its forward-pass context (internal).
  *
  * A clip_model is the weight file's tensors bound to named fields, shape-checked against
- * the config. Weights stay in the read-only mapping of the file; nothing is copied.
+ * the config. Weights stay in the read-only mapping of the file (version 2 files store
+ * the linear layers already packed); only a version 1 file's linear weights are copied.
  * A clip_context holds every activation buffer the forward passes need, allocated once.
  */
 #ifndef CLIP_MODEL_H
@@ -13,14 +14,22 @@
 #include "../tokenizer/tokenizer.h"
 #include "clip.h"
 
+/* The linear layers' weights are gemm_weights: panels packed by tools/convert.py into the
+ * file and used in place, or, for a file of format version 1 (row-major), packed at load
+ * into memory the model owns (model/bind.c). */
+
 /* One pre-LayerNorm residual block: x += attn(ln1(x)); x += mlp(ln2(x)). */
 typedef struct {
     const float *ln1_w, *ln1_b;      /* [d_model] */
-    const float *qkv_w, *qkv_b;      /* [3 d_model, d_model], [3 d_model] */
-    const float *out_w, *out_b;      /* [d_model, d_model], [d_model] */
+    gemm_weight qkv_w;               /* [3 d_model, d_model] packed (kernels/gemm.h) */
+    const float *qkv_b;              /* [3 d_model] */
+    gemm_weight out_w;               /* [d_model, d_model] */
+    const float *out_b;              /* [d_model] */
     const float *ln2_w, *ln2_b;      /* [d_model] */
-    const float *fc1_w, *fc1_b;      /* [d_mlp, d_model], [d_mlp] */
-    const float *fc2_w, *fc2_b;      /* [d_model, d_mlp], [d_model] */
+    gemm_weight fc1_w;               /* [d_mlp, d_model] */
+    const float *fc1_b;              /* [d_mlp] */
+    gemm_weight fc2_w;               /* [d_model, d_mlp] */
+    const float *fc2_b;              /* [d_model] */
 } clip_block;
 
 /* The shape of one transformer tower. */
@@ -34,11 +43,11 @@ typedef struct {
 typedef struct {
     clip_tower tower;
     int n_patches;                   /* (S / P)^2 */
-    const float *patch_w;            /* [d_model, 3 P P] */
+    gemm_weight patch_w;             /* [d_model, 3 P P] */
     const float *class_embed;        /* [d_model] */
     const float *pos_embed;          /* [n_patches + 1, d_model] */
     const float *ln_pre_w, *ln_pre_b, *ln_post_w, *ln_post_b;
-    const float *proj;               /* [embed_dim, d_model] */
+    gemm_weight proj;                /* [embed_dim, d_model] */
 } clip_vision;
 
 typedef struct {
@@ -46,7 +55,7 @@ typedef struct {
     const float *token_embed;        /* [vocab, d_model] */
     const float *pos_embed;          /* [context, d_model] */
     const float *ln_final_w, *ln_final_b;
-    const float *proj;               /* [embed_dim, d_model] */
+    gemm_weight proj;                /* [embed_dim, d_model] */
 } clip_text;
 
 typedef struct model_verifier model_verifier;
@@ -69,6 +78,9 @@ struct clip_model {
     clip_text text;
     model_tokenizer *tokenizer;      /* built by the first clip_tokenize (model/clip.c) */
     model_verifier *verifier;        /* the background checksum check (model/verify.c) */
+    void **packed;                   /* weights packed at load (version 1 files), owned */
+    int n_packed;
+    size_t packed_bytes;
 };
 
 /* Tensor checksums (model/verify.c), per tower: the check starts on a thread when the
@@ -130,8 +142,8 @@ void tower_blocks(clip_context *ctx, const clip_tower *tower, int n_seq, int seq
 
 /* Helpers shared by the towers (model/transformer.c): a linear layer through the context's
  * backend and pool, and LayerNorm over rows spread across the pool. */
-void model_linear(clip_context *ctx, float *y, const float *x, const float *w, const float *b,
-                  int n_rows, int d_in, int d_out, int accumulate, gemm_activation act);
+void model_linear(clip_context *ctx, float *y, const float *x, const gemm_weight *w, const float *b,
+                  int n_rows, int accumulate, gemm_activation act);
 void model_layernorm(clip_context *ctx, float *out, const float *x, const float *gamma,
                      const float *beta, int n_rows, int dim, float eps);
 

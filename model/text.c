@@ -48,6 +48,6 @@ void text_forward(clip_context *ctx, const int32_t *ids, int n, float *out) {
 
     model_layernorm(ctx, ctx->h, x, t->ln_final_w, t->ln_final_b, n, d, t->tower.ln_eps);
     t0 = model_now_ms();
-    model_linear(ctx, out, ctx->h, t->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    model_linear(ctx, out, ctx->h, &t->proj, NULL, n, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

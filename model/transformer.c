@@ -32,9 +32,9 @@ double model_now_ms(void) {
     return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
-void model_linear(clip_context *ctx, float *y, const float *x, const float *w, const float *b,
-                  int n_rows, int d_in, int d_out, int accumulate, gemm_activation act) {
-    const gemm_op op = {y, x, w, b, n_rows, d_out, d_in, accumulate, act};
+void model_linear(clip_context *ctx, float *y, const float *x, const gemm_weight *w, const float *b,
+                  int n_rows, int accumulate, gemm_activation act) {
+    const gemm_op op = {y, x, w, b, n_rows, accumulate, act};
     gemm_run(ctx->pool, &op, ctx->backend, kernels_level());
 }
 
@@ -109,7 +109,7 @@ static void attention_task(void *arg, int task, int thread) {
 /* ---- The block ---------------------------------------------------------------------------- */
 static void transformer_block(clip_context *ctx, const clip_tower *tw, const clip_block *b, int n_seq,
                               int seq_len, const int *query_pos, int causal) {
-    const int d = tw->d_model, f = tw->d_mlp, n_tokens = n_seq * seq_len;
+    const int d = tw->d_model, n_tokens = n_seq * seq_len;
     const gemm_activation act = tw->activation == CLIP_ACT_GELU ? GEMM_ACT_GELU : GEMM_ACT_QUICK_GELU;
     float *x = ctx->x, *h = ctx->h;
     double t0;
@@ -118,7 +118,7 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
      * query_pos, if given. */
     model_layernorm(ctx, h, x, b->ln1_w, b->ln1_b, n_tokens, d, tw->ln_eps);
     t0 = model_now_ms();
-    model_linear(ctx, ctx->qkv, h, b->qkv_w, b->qkv_b, n_tokens, d, 3 * d, 0, GEMM_ACT_NONE);
+    model_linear(ctx, ctx->qkv, h, &b->qkv_w, b->qkv_b, n_tokens, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_QKV] += model_now_ms() - t0;
 
     t0 = model_now_ms();
@@ -132,14 +132,14 @@ static void transformer_block(clip_context *ctx, const clip_tower *tw, const cli
     ctx->stage_ms[STAGE_ATTENTION] += model_now_ms() - t0;
 
     t0 = model_now_ms();
-    model_linear(ctx, x, h, b->out_w, b->out_b, n_rows, d, d, 1, GEMM_ACT_NONE);  /* x += ... */
+    model_linear(ctx, x, h, &b->out_w, b->out_b, n_rows, 1, GEMM_ACT_NONE);  /* x += ... */
     ctx->stage_ms[STAGE_OUT_PROJ] += model_now_ms() - t0;
 
     /* MLP sub-block. */
     model_layernorm(ctx, h, x, b->ln2_w, b->ln2_b, n_rows, d, tw->ln_eps);
     t0 = model_now_ms();
-    model_linear(ctx, ctx->mlp, h, b->fc1_w, b->fc1_b, n_rows, d, f, 0, act);
-    model_linear(ctx, x, ctx->mlp, b->fc2_w, b->fc2_b, n_rows, f, d, 1, GEMM_ACT_NONE);
+    model_linear(ctx, ctx->mlp, h, &b->fc1_w, b->fc1_b, n_rows, 0, act);
+    model_linear(ctx, x, ctx->mlp, &b->fc2_w, b->fc2_b, n_rows, 1, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_MLP] += model_now_ms() - t0;
 }
 

@@ -44,8 +44,7 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     for (int s = 0; s < n; s++)
         patch_unroll(ctx->patches + (size_t)s * n_patches * patch_len, pixels + s * image_len,
                      image_size, p);
-    model_linear(ctx, ctx->h, ctx->patches, v->patch_w, NULL, n * n_patches, (int)patch_len, d, 0,
-                 GEMM_ACT_NONE);
+    model_linear(ctx, ctx->h, ctx->patches, &v->patch_w, NULL, n * n_patches, 0, GEMM_ACT_NONE);
     for (int s = 0; s < n; s++) {
         float *xs = x + (size_t)s * n_tokens * d;
         memcpy(xs, v->class_embed, sizeof(float) * d);
@@ -63,6 +62,6 @@ void vision_forward(clip_context *ctx, const float *pixels, int n, float *out) {
     /* The class token summarizes the image. */
     model_layernorm(ctx, ctx->h, x, v->ln_post_w, v->ln_post_b, n, d, v->tower.ln_eps);
     t0 = model_now_ms();
-    model_linear(ctx, out, ctx->h, v->proj, NULL, n, d, m->config.embed_dim, 0, GEMM_ACT_NONE);
+    model_linear(ctx, out, ctx->h, &v->proj, NULL, n, 0, GEMM_ACT_NONE);
     ctx->stage_ms[STAGE_HEAD] += model_now_ms() - t0;
 }

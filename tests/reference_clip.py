@@ -63,25 +63,30 @@ class ClipFile:
             pos += 8 * n_dims
             offset, size, checksum = struct.unpack_from("<QQI", self.raw, pos)
             pos += 20
-            assert dtype == 0
-            tensors[name] = (dims, offset, size)
+            assert dtype in (0, 0x100), (name, dtype)   # f32, row-major or in panels of 16 rows
+            tensors[name] = (dims, offset, size, dtype == 0x100)
         return tensors
 
     def get(self, name):
         """Returns a tensor as a list of rows (2-D) or a flat list (1-D)."""
-        dims, offset, size = self.tensors[name]
+        dims, offset, size, panels = self.tensors[name]
         a = array.array("f")
         a.frombytes(self.raw[offset:offset + size])
         if sys.byteorder == "big":
             a.byteswap()
         flat = a.tolist()
+        if panels:  # docs/FORMAT.md: row r's value p is at (r // 16) * 16 k + p * 16 + r % 16
+            n, k = dims
+            flat = [flat[(r // 16) * 16 * k + p * 16 + r % 16] for r in range(n) for p in range(k)]
+            size = n * k * 4
         if len(dims) == 1:
             return flat
         cols = size // 4 // dims[0]
         return [flat[r * cols:(r + 1) * cols] for r in range(dims[0])]
 
     def row(self, name, r):
-        dims, offset, size = self.tensors[name]
+        dims, offset, size, panels = self.tensors[name]
+        assert not panels, name
         cols = size // 4 // dims[0]
         return list(struct.unpack_from("<%df" % cols, self.raw, offset + 4 * r * cols))
 

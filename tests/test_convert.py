@@ -72,7 +72,7 @@ def read_clip(path):
         data = f.read()
     assert data[:8] == bytes([0x43, 0x4C, 0x49, 0x50, 0x43, 0, 0, 1]), "bad magic"
     version, header_checksum = struct.unpack_from("<II", data, 8)
-    assert version == 1
+    assert version == 2
     fields = struct.unpack_from("<8Q", data, 16)
     assert header_checksum == zlib.adler32(data[16:fields[6]]), "header checksum"
     sections = [(fields[i], fields[i + 1]) for i in range(0, 8, 2)]  # config, tokenizer, dir, data
@@ -111,23 +111,48 @@ def read_clip(path):
     data_start, data_end = _span(sections[3])
     for _ in range(c.u32()):
         name, dtype, n_dims = c.str(), c.u32(), c.u32()
-        assert dtype == 0 and 1 <= n_dims <= 4, (name, dtype, n_dims)
+        assert dtype in (0, 0x100) and 1 <= n_dims <= 4, (name, dtype, n_dims)
+        assert (dtype == 0x100) == (name in PANEL_TENSORS or ".blocks." in name and name.endswith(PANEL_SUFFIXES)), name
         dims = [c.u64() for _ in range(n_dims)]
         offset, size, checksum = c.u64(), c.u64(), c.u32()
         assert checksum == zlib.adler32(data[offset:offset + size]), "checksum of " + name
         numel = 1
         for d in dims:
             numel *= d
+        if dtype == 0x100:  # panels of 16 rows: the last one padded with zero rows
+            numel = (dims[0] + 15) // 16 * 16 * dims[1]
         assert size == numel * 4 and offset % 64 == 0, name
         assert data_start <= offset and offset + size <= data_end, name
         assert name not in tensors, "duplicate tensor " + name
-        tensors[name] = (dims, data[offset:offset + size])
+        raw = data[offset:offset + size]
+        if dtype == 0x100:
+            raw = unpack_panels_plain(raw, dims[0], dims[1])
+        tensors[name] = (dims, raw)
         spans.append((offset, offset + size))
     assert c.pos == c.end, "directory has trailing bytes"
     spans.sort()
     for (b0, e0), (b1, e1) in zip(spans, spans[1:]):
         assert b1 >= e0, "tensors overlap"
     return {"config": config, "tokens": tokens, "merges": merges, "sot": sot, "eot": eot, "tensors": tensors}
+
+
+PANEL_TENSORS = ("vision.patch_embed.weight", "vision.proj", "text.proj")
+PANEL_SUFFIXES = (".attn.qkv.weight", ".attn.out.weight", ".mlp.fc1.weight", ".mlp.fc2.weight")
+
+
+def unpack_panels_plain(raw, n, k):
+    """docs/FORMAT.md's panels back to row-major bytes: row r's value p is float
+    (r // 16) * 16 k + p * 16 + r % 16; the padding rows must be zero."""
+    values = array("f")
+    values.frombytes(raw)
+    out = array("f", [0.0]) * (n * k)
+    for r in range(n):
+        base = r // 16 * 16 * k + r % 16
+        out[r * k:(r + 1) * k] = values[base:base + 16 * k:16]
+    for r in range(n, (n + 15) // 16 * 16):
+        base = r // 16 * 16 * k + r % 16
+        assert not any(values[base:base + 16 * k:16]), "padding rows are not zero"
+    return out.tobytes()
 
 
 def _span(section):

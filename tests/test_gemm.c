@@ -4,7 +4,9 @@
  *   - a naive double-precision loop written here (sum_k x w + b, then the activation
  *     from libm), which every kernel level and both backends must match within the
  *     worst-case float summation error;
- *   - the scalar kernel, which every SIMD level this CPU has must match on odd shapes;
+ *   - the scalar reference micro-kernel, which every micro-kernel this CPU can run must
+ *     match bit for bit (the same fma chain per output, kernels/gemm.h) on every tile
+ *     edge: each row count up to MR, column counts around each panel edge, odd k;
  *   - the single-thread, one-row-at-a-time result, which every thread count and batch
  *     must reproduce exactly (each output is summed in one fixed order by design);
  *   - at the model level, golden-tiny encoded one input at a time on one thread, which
@@ -22,9 +24,6 @@
 #define GUARD 16
 #define SENTINEL 12345.678f
 
-static const int odd_m[] = {1, 2, 3, 4, 5, 6, 7, 11, 63, 65};
-static const int odd_n[] = {1, 2, 3, 4, 5, 7, 63, 65};
-static const int odd_k[] = {1, 3, 7, 15, 16, 17, 33, 63, 65, 300};
 #define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 
 static float *random_floats(size_t n, unsigned seed) {
@@ -48,64 +47,90 @@ static double act_ref(double v, gemm_activation act) {
 
 /* Compare y with the naive double loop on (y0 = y before the call if accumulating).
  * Tolerance: the worst-case error of a float sum of k products, (k + 2) u sum|terms|. */
-static void check_against_naive(const float *y, const float *y0, const gemm_op *op, const char *what) {
+static void check_against_naive(const float *y, const float *y0, const float *x, const float *w,
+                                const gemm_op *op, const char *what) {
     const double u = 1.0 / (1 << 24);
+    const int n = op->w->n, k = op->w->k;
     for (int i = 0; i < op->m; i++)
-        for (int j = 0; j < op->n; j++) {
+        for (int j = 0; j < n; j++) {
             double sum = op->bias ? op->bias[j] : 0, mag = op->bias ? fabs(op->bias[j]) : 0;
-            for (int p = 0; p < op->k; p++) {
-                double t = (double)op->x[(size_t)i * op->k + p] * op->w[(size_t)j * op->k + p];
+            for (int p = 0; p < k; p++) {
+                double t = (double)x[(size_t)i * k + p] * w[(size_t)j * k + p];
                 sum += t;
                 mag += fabs(t);
             }
             if (op->accumulate) {
-                sum += y0[(size_t)i * op->n + j];
-                mag += fabs(y0[(size_t)i * op->n + j]);
+                sum += y0[(size_t)i * n + j];
+                mag += fabs(y0[(size_t)i * n + j]);
             }
             const double want = act_ref(sum, op->act);
-            const double tol = 1.2 * (op->k + 3) * u * mag + 2e-6 * fabs(want) + 1e-7;
-            const double got = y[(size_t)i * op->n + j];
+            const double tol = 1.2 * (k + 3) * u * mag + 2e-6 * fabs(want) + 1e-7;
+            const double got = y[(size_t)i * n + j];
             ck_assert_msg(fabs(got - want) <= tol,
                           "%s: m %d n %d k %d acc %d act %d: y[%d,%d] = %.9g, want %.9g (tol %.3g)",
-                          what, op->m, op->n, op->k, op->accumulate, op->act, i, j, got, want, tol);
+                          what, op->m, n, k, op->accumulate, op->act, i, j, got, want, tol);
         }
 }
 
 static int have(cpu_level level) { return cpu_level_usable(level); }
 
-/* ---- the per-ISA blocks on odd shapes --------------------------------------------------- */
-START_TEST(test_blocks_odd_shapes) {
-    struct { cpu_level level; gemm_block_fn *fn; const char *name; } blocks[] = {
-        {CPU_SCALAR, gemm_block_scalar, "scalar"},
-#if defined(CLIP_KERNELS_X86)
-        {CPU_AVX2, gemm_block_avx2, "avx2"},
-        {CPU_AVX512, gemm_block_avx512, "avx512"},
-#endif
-#if defined(CLIP_KERNELS_ARM)
-        {CPU_NEON, gemm_block_neon, "neon"},
-#endif
-    };
-    for (int b = 0; b < COUNT(blocks); b++) {
-        if (!have(blocks[b].level)) {
-            printf("note: this CPU has no %s, its gemm tests are skipped\n", blocks[b].name);
+/* A packed copy of w [n, k] (the caller frees .panels). */
+static gemm_weight pack(const float *w, int n, int k) {
+    void *panels = aligned_alloc(64, gemm_packed_bytes(GEMM_F32, n, k) + 64);
+    ck_assert_ptr_nonnull(panels);
+    gemm_weight out;
+    ck_assert_int_eq(gemm_pack(&out, panels, GEMM_F32, w, n, k), 0);
+    return out;
+}
+
+START_TEST(test_pack_layout) {
+    const int n = 37, k = 5;
+    float *w = random_floats((size_t)n * k, 77);
+    gemm_weight pw = pack(w, n, k);
+    ck_assert_uint_eq(pw.panel_bytes, (size_t)k * 16 * 4);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++) ck_assert(gemm_weight_at(&pw, j, p) == w[(size_t)j * k + p]);
+    const float *panels = pw.panels;           /* the padding features of the last panel are 0 */
+    for (int p = 0; p < k; p++)
+        for (int c = n % 16; c < 16; c++) ck_assert(panels[2 * (size_t)k * 16 + (size_t)p * 16 + c] == 0.0f);
+    free((void *)pw.panels), free(w);
+}
+END_TEST
+
+/* ---- every micro-kernel against the scalar reference, bit for bit, on every tile edge ---- */
+static const int tile_k[] = {1, 2, 7, 15, 16, 17, 63, 65, 300};
+
+START_TEST(test_ukernels_match_scalar) {
+    int n_uk;
+    const gemm_ukernel *uk = gemm_ukernels(&n_uk);
+    for (int u = 0; u < n_uk; u++) {
+        if (!have(uk[u].isa)) {
+            printf("note: this CPU has no %s, micro-kernel %s untested\n", cpu_level_name(uk[u].isa), uk[u].name);
             continue;
         }
-        for (int mi = 0; mi < COUNT(odd_m); mi++)
-            for (int ni = 0; ni < COUNT(odd_n); ni++)
-                for (int ki = 0; ki < COUNT(odd_k); ki++)
-                    for (int variant = 0; variant < 3; variant++) {
-                        const int m = odd_m[mi], n = odd_n[ni], k = odd_k[ki];
-                        const int use_bias = variant != 0, accumulate = variant == 2;
-                        float *x = random_floats((size_t)m * k, 1 + m + 7 * k);
+        const int mr = uk[u].mr, nr = uk[u].nr;
+        for (int m = 1; m <= mr; m++)
+            for (int n = 1; n <= nr; n += (n == 1 || n >= nr - 1 || n % 16 >= 15 || n % 16 == 0) ? 1 : 6)
+                for (int ki = 0; ki < COUNT(tile_k); ki++)
+                    for (int variant = 0; variant < 4; variant++) {
+                        const int k = tile_k[ki], use_bias = variant & 1, load_y = variant >> 1;
+                        const int ldx = k + 3, ldy = n + 5;   /* strides wider than the tile */
+                        float *x = random_floats((size_t)m * ldx, 1 + m + 7 * k);
                         float *w = random_floats((size_t)n * k, 2 + n + 11 * k);
                         float *bias = random_floats((size_t)n, 3 + n);
-                        float *y = random_floats((size_t)m * n, 4 + m * n);
-                        float *y0 = random_floats((size_t)m * n, 4 + m * n);
-                        blocks[b].fn(y, n, x, k, w, k, m, n, k, use_bias ? bias : NULL, accumulate);
-                        check_guard(y, (size_t)m * n, blocks[b].name);
-                        gemm_op op = {y, x, w, use_bias ? bias : NULL, m, n, k, accumulate, GEMM_ACT_NONE};
-                        check_against_naive(y, y0, &op, blocks[b].name);
-                        free(x), free(w), free(bias), free(y), free(y0);
+                        float *y = random_floats((size_t)m * ldy, 4 + m * n);
+                        float *ref = random_floats((size_t)m * ldy, 4 + m * n);
+                        gemm_weight pw = pack(w, n, k);
+                        gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
+                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL};
+                        uk[u].run(&t);
+                        t.y = ref;
+                        gemm_f32_scalar_4x16(&t);
+                        check_guard(y, (size_t)m * ldy, uk[u].name);
+                        ck_assert_msg(memcmp(y, ref, sizeof(float) * (size_t)m * ldy) == 0,
+                                      "%s: m %d n %d k %d bias %d load_y %d differs from the scalar reference",
+                                      uk[u].name, m, n, k, use_bias, load_y);
+                        free(x), free(w), free(bias), free(y), free(ref), free((void *)pw.panels);
                     }
     }
 }
@@ -115,7 +140,7 @@ END_TEST
 typedef struct { int m, n, k; } shape;
 static const shape shapes[] = {
     {1, 1, 1}, {7, 65, 63}, {63, 7, 65}, {65, 63, 17}, {50, 96, 64}, {5, 130, 2500}, {121, 72, 40},
-    {3, 16, 0},
+    {15, 17, 1025}, {3, 16, 0},
 };
 
 START_TEST(test_gemm_backends_epilogues) {
@@ -134,37 +159,46 @@ START_TEST(test_gemm_backends_epilogues) {
                         float *bias = random_floats((size_t)s.n, 30 + si);
                         float *y = random_floats((size_t)s.m * s.n, 40 + si);
                         float *y0 = random_floats((size_t)s.m * s.n, 40 + si);
-                        gemm_op op = {y, x, w, bias, s.m, s.n, s.k, accumulate, (gemm_activation)act};
+                        gemm_weight pw = pack(w, s.n, s.k);
+                        gemm_op op = {y, x, &pw, bias, s.m, accumulate, (gemm_activation)act};
                         gemm_run(pool3, &op, (gemm_backend)backend, (cpu_level)level);
                         char what[64];
                         snprintf(what, sizeof what, "%s/%s", gemm_backend_name((gemm_backend)backend),
                                  cpu_level_name((cpu_level)level));
                         check_guard(y, (size_t)s.m * s.n, what);
-                        check_against_naive(y, y0, &op, what);
-                        free(x), free(w), free(bias), free(y), free(y0);
+                        check_against_naive(y, y0, x, w, &op, what);
+                        free(x), free(w), free(bias), free(y), free(y0), free((void *)pw.panels);
                     }
             }
     threadpool_free(pool3);
 }
 END_TEST
 
-/* Every thread count, and every row computed alone, give bit-identical results. */
+/* Every thread count, every row computed alone, and every SIMD level give bit-identical
+ * results (without an activation, whose SIMD versions round differently). */
 START_TEST(test_gemm_threads_and_rows_identical) {
-    const int m = 67, n = 203, k = 1100;   /* two k chunks, ragged column tasks */
+    const int m = 67, n = 203, k = 1100;   /* k chunks, ragged column tasks and row tiles */
     float *x = random_floats((size_t)m * k, 5), *w = random_floats((size_t)n * k, 6);
     float *bias = random_floats((size_t)n, 7);
     float *ref = random_floats((size_t)m * n, 8), *y = random_floats((size_t)m * n, 8);
+    float *scalar = random_floats((size_t)m * n, 8);
+    gemm_weight pw = pack(w, n, k);
+    gemm_op base = {scalar, x, &pw, bias, m, 0, GEMM_ACT_NONE};
+    gemm_run(NULL, &base, GEMM_NATIVE, CPU_SCALAR);
     for (int level = CPU_SCALAR; level < CPU_LEVEL_COUNT; level++) {
         if (!have((cpu_level)level)) continue;
         for (int act = GEMM_ACT_NONE; act <= GEMM_ACT_QUICK_GELU; act++) {
-            gemm_op one = {ref, x, w, bias, m, n, k, 0, (gemm_activation)act};
+            gemm_op one = {ref, x, &pw, bias, m, 0, (gemm_activation)act};
             gemm_run(NULL, &one, GEMM_NATIVE, (cpu_level)level);
+            if (act == GEMM_ACT_NONE)
+                ck_assert_msg(memcmp(scalar, ref, sizeof(float) * m * n) == 0, "%s differs from scalar",
+                              cpu_level_name((cpu_level)level));
             for (int threads = 1; threads <= 3; threads++) {
                 threadpool *pool = threadpool_new(threads);
                 ck_assert_ptr_nonnull(pool);
                 for (int repeat = 0; repeat < 20; repeat++) {
                     memset(y, 0, sizeof(float) * m * n);
-                    gemm_op op = {y, x, w, bias, m, n, k, 0, (gemm_activation)act};
+                    gemm_op op = {y, x, &pw, bias, m, 0, (gemm_activation)act};
                     gemm_run(pool, &op, GEMM_NATIVE, (cpu_level)level);
                     ck_assert_msg(memcmp(y, ref, sizeof(float) * m * n) == 0,
                                   "%s: %d threads differ from 1", cpu_level_name((cpu_level)level), threads);
@@ -172,14 +206,14 @@ START_TEST(test_gemm_threads_and_rows_identical) {
                 threadpool_free(pool);
             }
             for (int r = 0; r < m; r++) {
-                gemm_op row = {y, x + (size_t)r * k, w, bias, 1, n, k, 0, (gemm_activation)act};
+                gemm_op row = {y, x + (size_t)r * k, &pw, bias, 1, 0, (gemm_activation)act};
                 gemm_run(NULL, &row, GEMM_NATIVE, (cpu_level)level);
                 ck_assert_msg(memcmp(y, ref + (size_t)r * n, sizeof(float) * n) == 0,
                               "%s: row %d alone differs from the batch", cpu_level_name((cpu_level)level), r);
             }
         }
     }
-    free(x), free(w), free(bias), free(ref), free(y);
+    free(x), free(w), free(bias), free(ref), free(y), free(scalar), free((void *)pw.panels);
 }
 END_TEST
 
@@ -296,7 +330,8 @@ Suite *suite(void) {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_blocks_odd_shapes);
+    tcase_add_test(tc, test_pack_layout);
+    tcase_add_test(tc, test_ukernels_match_scalar);
     tcase_add_test(tc, test_gemm_backends_epilogues);
     tcase_add_test(tc, test_gemm_threads_and_rows_identical);
     tcase_add_test(tc, test_threadpool_every_task_once);

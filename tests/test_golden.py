@@ -10,7 +10,7 @@ import math
 import os
 import unittest
 
-from harness import GOLDEN, Npy, cosine, golden_model, rel_l2, run, shared, tmpdir
+from harness import GOLDEN, Npy, convert, cosine, golden_model, rel_l2, run, shared, tmpdir
 
 
 def manifest():
@@ -131,6 +131,21 @@ class GoldenTiny(unittest.TestCase):
             run("embed-image", model, *pres, "-o", path)
             outs.append(Npy(path).data)
         self.assertEqual(outs[0], outs[1])
+
+    def test_format_versions_agree_exactly(self):
+        """A version 1 file (row-major, packed at load) gives the bits of version 2 (panels)."""
+        v1 = self.out("golden-v1.clip")
+        convert(shared("golden-tiny"), v1, "--format-version", "1")
+        with open(v1, "rb") as f:
+            self.assertEqual(f.read(12)[8], 1)
+        pres = [shared("golden-tiny", "pre", os.path.splitext(f)[0] + ".npy") for f in self.images[:3]]
+        texts = [t["text"] for t in self.texts[:4]]
+        got = {}
+        for version, model in (("1", v1), ("2", self.models["hf"])):
+            run("embed-image", model, *pres, "-o", self.out("v%s-img.npy" % version), "--batch", "3")
+            run("embed-text", model, "-o", self.out("v%s-txt.npy" % version), "--", *texts)
+            got[version] = (Npy(self.out("v%s-img.npy" % version)).data, Npy(self.out("v%s-txt.npy" % version)).data)
+        self.assertEqual(got["1"], got["2"])
 
 
 if __name__ == "__main__":

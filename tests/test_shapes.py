@@ -128,8 +128,8 @@ class OtherShapes(unittest.TestCase):
             fa, fb = reference_clip.ClipFile(a), reference_clip.ClipFile(b)
             self.assertEqual(sorted(fa.tensors), sorted(fb.tensors), name)
             for t in fa.tensors:
-                da, oa, sa = fa.tensors[t]
-                db, ob, sb = fb.tensors[t]
+                da, oa, sa, _ = fa.tensors[t]
+                db, ob, sb, _ = fb.tensors[t]
                 self.assertEqual(da, db, t)
                 self.assertEqual(fa.raw[oa:oa + sa], fb.raw[ob:ob + sb], "%s: %s" % (name, t))
             cfg_a = dict(fa.config, name=None)

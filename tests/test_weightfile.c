@@ -156,6 +156,55 @@ START_TEST(named_errors) {
 }
 END_TEST
 
+/* The byte offset of tensor `name`'s dtype field in the directory of p. */
+static size_t dtype_field(const unsigned char *p, const char *name) {
+    const size_t len = strlen(name);
+    const uint64_t dir_off = get_u64(p + 48), dir_size = get_u64(p + 56);
+    for (uint64_t i = dir_off; i + 4 + len + 4 <= dir_off + dir_size; i++)
+        if (p[i] == len && !p[i + 1] && !p[i + 2] && !p[i + 3] && memcmp(p + i + 4, name, len) == 0)
+            return (size_t)(i + 4 + len);
+    ck_abort_msg("tensor %s not found in the directory", name);
+    return 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Version 2 stores the linear weights in panels (dtype 0x100), everything else row-major;
+ * a reserved element type, a layout where it does not belong, or panels in a version 1
+ * file are refused with a message naming the tensor. */
+START_TEST(dtypes_and_layouts_checked) {
+    load_good();
+    unsigned char *bad = malloc(good_size);
+    const char *qkv = "vision.blocks.0.attn.qkv.weight";
+    ck_assert_uint_eq(good[8], 2);
+    ck_assert_uint_eq(good[dtype_field(good, qkv)], 0);
+    ck_assert_uint_eq(good[dtype_field(good, qkv) + 1], 1);          /* 0x100: panels */
+    ck_assert_uint_eq(good[dtype_field(good, "vision.pos_embed") + 1], 0);
+    const struct { const char *tensor; uint32_t dtype; const char *message; } cases[] = {
+        {qkv, 1, "f16"},                            /* reserved element types */
+        {qkv, 0x108, "q8_0"},
+        {qkv, 0x200, "unknown"},                    /* unknown layout */
+        {"vision.class_embed", 0x100, "dimensions"},/* panels of a vector */
+        {"text.token_embed", 0x100, "text.token_embed"}, /* a table is never in panels */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memcpy(bad, good, good_size);
+        put_u32(bad + dtype_field(bad, cases[c].tensor), cases[c].dtype);
+        reseal(bad, good_size);
+        ck_assert_int_eq(try_load(bad, good_size), CLIP_ERR_FORMAT);
+        ck_assert_msg(strstr(clip_last_error(), cases[c].message), "%s %#x: %s", cases[c].tensor,
+                      cases[c].dtype, clip_last_error());
+    }
+    memcpy(bad, good, good_size);                   /* panels in a version 1 file */
+    put_u32(bad + 8, 1);
+    ck_assert_int_eq(try_load(bad, good_size), CLIP_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(clip_last_error(), "version 1"));
+    free(bad);
+}
+END_TEST
+
 /* The tokenizer's tables are built by the first clip_tokenize, so a vocabulary that fails
  * their checks (here: the symbol of byte '!' renamed, so no token spells it) loads, and
  * then fails that call and every later one with the same message. */
@@ -204,6 +253,7 @@ Suite *suite(void) {
     tcase_add_test(tc, truncations_fail_cleanly);
     tcase_add_test(tc, byte_flips_never_crash);
     tcase_add_test(tc, named_errors);
+    tcase_add_test(tc, dtypes_and_layouts_checked);
     tcase_add_test(tc, vocabulary_checked_at_first_tokenize);
     tcase_add_test(tc, not_a_file);
     suite_add_tcase(s, tc);

@@ -12,6 +12,7 @@
  * Errors go to stderr as one line "clip_run: error: ..."; the exit code is 0 only on
  * success (1: the work failed, 2: the command line was wrong).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -376,6 +377,7 @@ static int cmd_info(args *a) {
     printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),
            strcmp(clip_context_gemm(s.ctx), "openblas") ? " (native; --gemm openblas: OpenBLAS)" : "",
            clip_context_threads(s.ctx));
+    printf("gemm tuning:  %s\n", gemm_tuning_get(kernels_level())->why);
     close_session(&s);
     return 0;
 }
@@ -620,31 +622,80 @@ static double median(double *ms, int n) {
     return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
 }
 
-/* Best GFLOP/s of a backend on a product that fits the L2 cache (x 240 KB, W 512 KB):
- * the matmul peak the forward passes are measured against. */
-static double gemm_peak(gemm_backend backend, int n_threads) {
+/* Best GFLOP/s of the native driver on a product that fits the L2 cache (x 240 KB, W 512
+ * KB): the matmul peak the forward passes are measured against. */
+static double gemm_peak(int n_threads) {
     enum { M = 120, N = 256, K = 512 };
     float *x = aligned_alloc(64, sizeof(float) * M * K), *w = aligned_alloc(64, sizeof(float) * N * K);
-    float *y = aligned_alloc(64, sizeof(float) * M * N);
-    threadpool *pool = backend == GEMM_NATIVE && n_threads > 1 ? threadpool_new(n_threads) : NULL;
+    float *y = aligned_alloc(64, sizeof(float) * M * N), *packed = aligned_alloc(64, sizeof(float) * N * K);
+    threadpool *pool = n_threads > 1 ? threadpool_new(n_threads) : NULL;
     double best = 0;
-    if (x && w && y) {
+    if (x && w && y && packed) {
         for (int i = 0; i < M * K; i++) x[i] = (float)(i % 17) * 0.01f;
         for (int i = 0; i < N * K; i++) w[i] = (float)(i % 13) * 0.01f;
-        blas_set_threads(backend == GEMM_OPENBLAS ? n_threads : 1);
-        const gemm_op op = {y, x, w, NULL, M, N, K, 0, GEMM_ACT_NONE};
+        gemm_weight pw;
+        gemm_pack(&pw, packed, GEMM_F32, w, N, K);
+        const gemm_op op = {y, x, &pw, NULL, M, 0, GEMM_ACT_NONE};
         const double end = now_ms() + 300;
         while (now_ms() < end) {
             double t0 = now_ms();
-            gemm_run(pool, &op, backend, kernels_level());
+            gemm_run(pool, &op, GEMM_NATIVE, kernels_level());
             double gflops = 2.0 * M * N * K / ((now_ms() - t0) * 1e6);
             if (gflops > best) best = gflops;
         }
     }
     threadpool_free(pool);
-    free(x);
-    free(w);
-    free(y);
+    free(x), free(w), free(y), free(packed);
+    return best;
+}
+
+/* Best GFLOP/s of OpenBLAS sgemm on a large square product (1024^3, row-major x W^T), with
+ * the kernels OpenBLAS picks for this CPU: OPENBLAS_CORETYPE, if set, is removed before
+ * OpenBLAS is first loaded (AVX-512 on an AVX-512 CPU). 0 without OpenBLAS. `core` gets
+ * the core name OpenBLAS reports. */
+static double openblas_square_peak(int n_threads, char *core, size_t core_size) {
+    enum { S = 1024 };
+    snprintf(core, core_size, "unavailable");
+    if (getenv("OPENBLAS_CORETYPE")) unsetenv("OPENBLAS_CORETYPE");
+    if (blas_load() != 0) return 0;
+    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) lib = dlopen("libopenblas.so", RTLD_NOW | RTLD_NOLOAD);
+    char *(*corename)(void) = lib ? (char *(*)(void))dlsym(lib, "openblas_get_corename") : NULL;
+    snprintf(core, core_size, "%s", corename ? corename() : "unknown core");
+    if (lib) dlclose(lib);
+    float *x = aligned_alloc(64, sizeof(float) * S * S), *w = aligned_alloc(64, sizeof(float) * S * S);
+    float *y = aligned_alloc(64, sizeof(float) * S * S);
+    double best = 0;
+    if (x && w && y) {
+        for (int i = 0; i < S * S; i++) x[i] = (float)(i % 17) * 0.01f, w[i] = (float)(i % 13) * 0.01f;
+        blas_set_threads(n_threads);
+        const double end = now_ms() + 400;
+        for (int rep = 0; rep < 3 || now_ms() < end; rep++) {
+            double t0 = now_ms();
+            blas_sgemm_nt(y, x, w, S, S, S, 0.0f);
+            double gflops = 2.0 * S * S * S / ((now_ms() - t0) * 1e6);
+            if (gflops > best) best = gflops;
+        }
+    }
+    free(x), free(w), free(y);
+    return best;
+}
+
+/* Copy bandwidth (memcpy of 64 MB; bytes read + written per second), best of 5, GB/s. */
+static double copy_bandwidth(void) {
+    const size_t n = 64 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    double best = 0;
+    if (a && b) {
+        memset(a, 1, n), memset(b, 2, n);
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_ms();
+            memcpy(b, a, n);
+            double gbs = 2.0 * n / ((now_ms() - t0) * 1e6);
+            if (gbs > best) best = gbs;
+        }
+    }
+    free(a), free(b);
     return best;
 }
 
@@ -676,6 +727,9 @@ typedef struct {
     session *s;
     int iters;
     double peak;                 /* native GFLOP/s at this thread count */
+    double blas_peak;            /* OpenBLAS sgemm 1024^3 GFLOP/s at this thread count */
+    double stream_bytes;         /* weight bytes a case streams from memory (short text), or 0 */
+    double copy_gbs;             /* measured copy bandwidth */
 } bench_run;
 
 static void print_stages(const session *s, int iters) {
@@ -709,7 +763,10 @@ static int time_encode(bench_run *b, const char *name, const float *pixels, cons
         printf("%-13s %9.2f ms  (median of %d, min %.2f%s)  %.2f GFLOP, %.1f GFLOP/s = %.0f%% of peak",
                name, med, b->iters, min + extra_ms, extra_ms > 0 ? ", with preprocess" : "",
                flop * 1e-9, flop / ((med - extra_ms) * 1e6), 100 * flop / ((med - extra_ms) * 1e6) / b->peak);
+        if (b->blas_peak > 0) printf(", %.0f%% of OpenBLAS", 100 * flop / ((med - extra_ms) * 1e6) / b->blas_peak);
         if (count > 1) printf(", %.2f ms each", med / count);
+        if (b->stream_bytes > 0)
+            printf(", weights streamed at %.1f GB/s (copy bandwidth %.1f)", b->stream_bytes / (med * 1e6), b->copy_gbs);
         printf("\n");
         print_stages(b->s, b->iters);
     }
@@ -730,18 +787,22 @@ static int cmd_bench(args *a) {
     const int threads = clip_context_threads(s.ctx), context = c->text_context;
     const size_t image_len = (size_t)3 * c->image_size * c->image_size;
 
-    const double native1 = gemm_peak(GEMM_NATIVE, 1), blas1 = gemm_peak(GEMM_OPENBLAS, 1);
-    const double native_n = threads > 1 ? gemm_peak(GEMM_NATIVE, threads) : native1;
-    const double blas_n = threads > 1 ? gemm_peak(GEMM_OPENBLAS, threads) : blas1;
+    const double native1 = gemm_peak(1), native_n = threads > 1 ? gemm_peak(threads) : native1;
+    char core[64];
+    const double blas1 = openblas_square_peak(1, core, sizeof core);
+    const double blas_n = threads > 1 ? openblas_square_peak(threads, core, sizeof core) : blas1;
+    const double copy_gbs = copy_bandwidth();
     printf("model         %s (vision %d x %d layers, text %d x %d layers)\n", a->pos[0],
            c->vision_width, c->vision_layers, c->text_width, c->text_layers);
     printf("matmul        %s, %d threads, batch %d\n", clip_context_gemm(s.ctx), threads, batch);
-    printf("peak          native %.1f GFLOP/s (1 thread), %.1f (%d threads); "
-           "OpenBLAS %.1f (1 thread), %.1f (%d threads)\n", native1, native_n, threads, blas1, blas_n,
-           threads);
+    printf("gemm tuning   %s\n", gemm_tuning_get(kernels_level())->why);
+    printf("peak          native in-cache %.1f GFLOP/s (1 thread), %.1f (%d threads); "
+           "OpenBLAS sgemm 1024^3 (%s kernels) %.1f (1 thread), %.1f (%d threads)\n", native1, native_n,
+           threads, core, blas1, blas_n, threads);
+    printf("memory        copy bandwidth %.1f GB/s (memcpy 64 MB, read + write)\n", copy_gbs);
 
     const int use_blas = strcmp(clip_context_gemm(s.ctx), "openblas") == 0;
-    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n};
+    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n, blas_n, 0, copy_gbs};
     float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
     if (!pixels || !ids) rc = fail("out of memory");
@@ -776,7 +837,10 @@ static int cmd_bench(args *a) {
     int short_len = 0;
     if (!rc && clip_tokenize(s.model, short_text, strlen(short_text), ids) != CLIP_OK) rc = api_fail();
     for (int i = 0; !rc && i < context; i++) if (ids[i]) short_len = i + 1;
+    /* a short text reads the text tower's linear weights once (12 x (4 W^2 + 2 W M) floats) */
+    b.stream_bytes = 4.0 * c->text_layers * (4.0 * c->text_width * c->text_width + 2.0 * c->text_width * c->text_mlp);
     if (!rc) rc = time_encode(&b, "text_short", NULL, ids, 1, text_flop(c, short_len), 0);
+    b.stream_bytes = 0;
     if (!rc && clip_tokenize(s.model, long_text, strlen(long_text), ids) != CLIP_OK) rc = api_fail();
     if (!rc) rc = time_encode(&b, "text_long", NULL, ids, 1, text_flop(c, context), 0);
 

@@ -1,6 +1,9 @@
-"""clipfile.py - write the .clip weight file (docs/FORMAT.md, version 1).
+"""clipfile.py - write the .clip weight file (docs/FORMAT.md, version 2).
 
     header (80 bytes) | config | tokenizer | tensor directory | padding | tensor data
+The linear layers' weights (PANELS below) are stored packed: panels of 16 output
+features interleaved along k, the order the C kernels stream them in (kernels/gemm.h);
+every other tensor row-major.
 All integers little-endian; every tensor's data starts at a multiple of 64 bytes. The
 whole layout is computed from names and shapes first, so tensors are then produced and
 written one at a time: memory holds one tensor, never the model. Checksums (Adler-32 of
@@ -9,6 +12,7 @@ has been written, so the directory and the header are written again at the end.
 """
 
 import array
+import re
 import struct
 import sys
 import zlib
@@ -16,10 +20,39 @@ import zlib
 from tensor_data import FormatError, f32_le_bytes, numel_of
 
 MAGIC = b"CLIPC\x00\x00\x01"
-VERSION = 1
+VERSION = 2
 ALIGN = 64
 HEADER_SIZE = 80
 DTYPE_F32 = 0
+LAYOUT_PANELS16 = 0x100          # dtype bits 8-15: the layout (1 = panels of 16 rows)
+PANEL = 16
+# The tensors stored in panels: every matrix the C code multiplies by (docs/FORMAT.md).
+PANELS = re.compile(r"^(vision\.patch_embed\.weight|vision\.proj|text\.proj|"
+                    r"(vision|text)\.blocks\.\d+\.(attn\.qkv|attn\.out|mlp\.fc1|mlp\.fc2)\.weight)$")
+
+
+def packed_numel(shape):
+    """Values of a [n, k] matrix in panels: n rounded up to whole panels of 16."""
+    n, k = shape
+    return (n + PANEL - 1) // PANEL * PANEL * k
+
+
+def pack_panels(values, n, k):
+    """Row-major [n, k] -> panels: panel j holds rows 16j..16j+15 as a [k][16] array (row
+    16j + c's value p at p * 16 + c), the last panel padded with zero rows."""
+    out = array.array("f", bytes(4 * packed_numel((n, k))))
+    for row in range(n):
+        base = row // PANEL * PANEL * k + row % PANEL
+        out[base:base + PANEL * k:PANEL] = values[row * k:(row + 1) * k]
+    return out
+
+
+def unpack_panels(values, n, k):
+    out = array.array("f", bytes(4 * n * k))
+    for row in range(n):
+        base = row // PANEL * PANEL * k + row % PANEL
+        out[row * k:(row + 1) * k] = values[base:base + PANEL * k:PANEL]
+    return out
 T_U32, T_F32, T_STR, T_F32_ARRAY = 1, 2, 3, 4
 
 
@@ -58,11 +91,15 @@ def _align(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def write_clip(f, config_entries, vocab, tensors):
+def write_clip(f, config_entries, vocab, tensors, version=VERSION):
     """Write a .clip file to the binary file object f (positioned at 0).
 
-    tensors: [(name, shape, produce)] where produce() returns array('f') of numel values.
-    Returns the number of bytes written."""
+    tensors: [(name, shape, produce)] where produce() returns array('f') of numel values,
+    row-major; the tensors named by PANELS are packed here (version 2; version 1 stores
+    every tensor row-major). Returns the bytes written."""
+    def panels(name, shape):
+        return version >= 2 and len(shape) == 2 and PANELS.match(name) is not None
+
     config = config_section(config_entries)
     tokenizer = tokenizer_section(vocab)
 
@@ -77,7 +114,7 @@ def write_clip(f, config_entries, vocab, tensors):
     cursor = data_offset
     for name, shape, _ in tensors:
         cursor = _align(cursor)
-        size = numel_of(shape) * 4
+        size = (packed_numel(shape) if panels(name, shape) else numel_of(shape)) * 4
         placements.append((cursor, size))
         cursor += size
     data_size = cursor - data_offset
@@ -89,7 +126,8 @@ def write_clip(f, config_entries, vocab, tensors):
     def directory(checksums):
         entries = [struct.pack("<I", len(tensors))]
         for (name, shape, _), (offset, size), checksum in zip(tensors, placements, checksums):
-            entries.append(_str(name) + struct.pack("<II", DTYPE_F32, len(shape))
+            dtype = DTYPE_F32 | (LAYOUT_PANELS16 if panels(name, shape) else 0)
+            entries.append(_str(name) + struct.pack("<II", dtype, len(shape))
                            + struct.pack("<%dQ" % len(shape), *shape)
                            + struct.pack("<QQI", offset, size, checksum))
         entries = b"".join(entries)
@@ -97,7 +135,7 @@ def write_clip(f, config_entries, vocab, tensors):
         return entries
 
     def header(checksum):
-        h = MAGIC + struct.pack("<II", VERSION, checksum) + struct.pack(
+        h = MAGIC + struct.pack("<II", version, checksum) + struct.pack(
             "<8Q", config_offset, len(config), tokenizer_offset, len(tokenizer),
             directory_offset, directory_size, data_offset, data_size)
         assert len(h) == HEADER_SIZE
@@ -110,8 +148,10 @@ def write_clip(f, config_entries, vocab, tensors):
     checksums = []
     for (name, shape, produce), (offset, size) in zip(tensors, placements):
         values = produce()
-        if len(values) * 4 != size:
+        if len(values) != numel_of(shape):
             raise FormatError("tensor %s: produced %d values for shape %s" % (name, len(values), list(shape)))
+        if panels(name, shape):
+            values = pack_panels(values, *shape)
         f.write(b"\0" * (offset - position))
         data = f32_le_bytes(values)
         checksums.append(zlib.adler32(data))
@@ -128,15 +168,16 @@ def write_clip(f, config_entries, vocab, tensors):
 class ClipFile:
     """A .clip file read back (tools only: compare_torch.py rebuilds the PyTorch model from
     it). config: {key: value}; tokens: [str], merges: [(left, right)] as strings;
-    tensors: {name: (shape, offset, size)}; read(name) -> (shape, array('f'))."""
+    tensors: {name: (shape, offset, size, packed)}; read(name) -> (shape, array('f')),
+    row-major whatever the stored layout."""
 
     def __init__(self, path):
         self.path = path
         with open(path, "rb") as f:
             self.data = f.read()
         d = self.data
-        if d[:8] != MAGIC or struct.unpack_from("<I", d, 8)[0] != VERSION:
-            raise FormatError("%s: not a version %d .clip file" % (path, VERSION))
+        if d[:8] != MAGIC or struct.unpack_from("<I", d, 8)[0] not in (1, VERSION):
+            raise FormatError("%s: not a version 1 or %d .clip file" % (path, VERSION))
         offs = struct.unpack_from("<8Q", d, 16)
         self.config = self._config(offs[0])
         self.tokens, self.merges, self.sot_id, self.eot_id = self._tokenizer(offs[2])
@@ -188,15 +229,17 @@ class ClipFile:
             pos += 8 + 8 * n_dims
             offset, size, _checksum = struct.unpack_from("<QQI", self.data, pos)
             pos += 20
-            if dtype != DTYPE_F32:
-                raise FormatError("%s: tensor %s has dtype %d (only f32 is read here)" % (self.path, name, dtype))
-            out[name] = (shape, offset, size)
+            if dtype not in (DTYPE_F32, DTYPE_F32 | LAYOUT_PANELS16):
+                raise FormatError("%s: tensor %s has dtype %#x (only f32 is read here)" % (self.path, name, dtype))
+            out[name] = (shape, offset, size, dtype == DTYPE_F32 | LAYOUT_PANELS16)
         return out
 
     def read(self, name):
-        shape, offset, size = self.tensors[name]
+        shape, offset, size, packed = self.tensors[name]
         values = array.array("f")
         values.frombytes(self.data[offset:offset + size])
         if sys.byteorder == "big":
             values.byteswap()
+        if packed:
+            values = unpack_panels(values, *shape)
         return shape, values

@@ -629,7 +629,8 @@ def convert(args):
         fd, tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(out_path) + ".tmp.")
         try:
             with os.fdopen(fd, "wb") as f:
-                size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs)
+                size = clipfile.write_clip(f, config_entries(config, name), vocab, outputs,
+                                          version=args.format_version)
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp_path, 0o666 & ~umask)
@@ -670,6 +671,9 @@ def main(argv=None):
     parser.add_argument("--config", help="OpenCLIP model config (OpenAI naming) or config.json (Hugging Face)")
     parser.add_argument("--name", help="free-text model name stored in the file (default: SRC's file name)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every tensor read")
+    parser.add_argument("--format-version", type=int, choices=(1, 2), default=2,
+                        help="2 (default): linear weights in panels, used in place; 1: every tensor "
+                             "row-major, for older readers (packed at load by clip_run)")
     args = parser.parse_args(argv)
     try:
         convert(args)
