@@ -20,7 +20,27 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
-PKG_CONFIG ?= pkg-config
+# The target architecture is the compiler's, not the build host's: `make CC=aarch64-linux-gnu-gcc`
+# builds for ARM on an x86 machine. Each instruction set's kernels live in their own files
+# (kernels/*_avx2.c, *_avx512.c, *_neon.c), compiled with that set's flags and only for its
+# architecture; the code picks among the compiled ones at run time (kernels/cpu.c).
+TARGET := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64-% amd64-%,$(TARGET)),)
+  ARCH := x86_64
+else ifneq ($(filter aarch64-% arm64-%,$(TARGET)),)
+  ARCH := aarch64
+else
+  ARCH := $(firstword $(subst -, ,$(TARGET)))
+endif
+# pkg-config answers for the target: a cross build reads the target's multiarch directory
+# (Debian: /usr/lib/aarch64-linux-gnu/pkgconfig), not the build host's.
+ifeq ($(origin PKG_CONFIG),undefined)
+  ifeq ($(ARCH),$(shell uname -m))
+    PKG_CONFIG := pkg-config
+  else
+    PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(TARGET)/pkgconfig:/usr/share/pkgconfig pkg-config
+  endif
+endif
 CFLAGS  += $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 # OpenBLAS is not linked: kernels/linear.c loads it (dlopen) only for --gemm openblas.
 LDLIBS  += -ldl -lm -lpthread
@@ -36,18 +56,6 @@ ifneq ($(SANITIZE),)
   STB_SANITIZE := -fno-sanitize=shift
 endif
 
-# The target architecture is the compiler's, not the build host's: `make CC=aarch64-linux-gnu-gcc`
-# builds for ARM on an x86 machine. Each instruction set's kernels live in their own files
-# (kernels/*_avx2.c, *_avx512.c, *_neon.c), compiled with that set's flags and only for its
-# architecture; the code picks among the compiled ones at run time (kernels/cpu.c).
-TARGET := $(shell $(CC) -dumpmachine 2>/dev/null)
-ifneq ($(filter x86_64-% amd64-%,$(TARGET)),)
-  ARCH := x86_64
-else ifneq ($(filter aarch64-% arm64-%,$(TARGET)),)
-  ARCH := aarch64
-else
-  ARCH := $(firstword $(subst -, ,$(TARGET)))
-endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
 # ASIMD (NEON) is part of the aarch64 baseline: the *_neon.c files need no flag. Kernels
@@ -163,22 +171,19 @@ fuzz: $(BUILD)/.deps-test fuzz-build
 # `make arm64` cross-builds clip_run and the unit tests for aarch64 in $(BUILD)/arm64, with
 # the CLI as ./clip_run-arm64 (run it under qemu-aarch64, or copy it to a board). Check for
 # arm64 comes from Debian's multiarch (tools/deps.sh arm), found through its pkg-config
-# directory. On an aarch64 machine the same target builds natively with $(CC).
+# directory (PKG_CONFIG above). On an aarch64 machine the same target builds natively.
 ARM64_BUILD := $(BUILD)/arm64
 ARM64_CLI   := clip_run-arm64
 ifeq ($(ARCH),aarch64)
   ARM64_CC  ?= $(CC)
-  ARM64_PKG_CONFIG ?= $(PKG_CONFIG)
 else
   ARM64_CC  ?= aarch64-linux-gnu-gcc
-  ARM64_PKG_CONFIG ?= PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
 endif
 $(BUILD)/.deps-arm:
 	@sh tools/deps.sh arm
 	@mkdir -p $(BUILD) && touch $@
 arm64: $(BUILD)/.deps-arm
-	@$(MAKE) --no-print-directory CC="$(ARM64_CC)" BUILD=$(ARM64_BUILD) CLI=$(ARM64_CLI) \
-	    PKG_CONFIG="$(ARM64_PKG_CONFIG)" all test-bin
+	@$(MAKE) --no-print-directory CC="$(ARM64_CC)" BUILD=$(ARM64_BUILD) CLI=$(ARM64_CLI) all test-bin
 # For `make test`: where the cross tools cannot be installed, the arm64 stage is skipped
 # (and says so in its count); a build that fails with the tools present fails the run.
 arm64-build:
