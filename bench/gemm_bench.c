@@ -1,7 +1,7 @@
 /* gemm_bench.c - GFLOP/s of the native GEMM driver on CLIP ViT-B/32's linear layers, next
  * to OpenBLAS sgemm on the same products in the same process.
  *
- *   make bench-gemm            (or: build/bench/gemm_bench [threads] [seconds per case])
+ *   sh bench/gemm_report.sh    (builds it; or: build/gemm_bench [threads] [seconds per case])
  *
  * Shapes (m x n x k): one image (50 tokens), a batch of 8 (400), a 7-token text, and a
  * large square product (the OpenBLAS peak of issue 11). For few-row products the weights

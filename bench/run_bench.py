@@ -80,6 +80,15 @@ def machine_info(clip_run, model):
                 flags = value.split()
                 info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
                                              "asimd", "asimdhp", "asimddp", "i8mm", "bf16") if f in flags]
+    info["family"], info["model"] = "?", "?"
+    try:  # the microarchitecture: AMD family 25 = Zen 3/4, 26 = Zen 5 (kernels/gemm_tune.c)
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and info[key.strip().replace("cpu ", "")] == "?":
+                    info[key.strip().replace("cpu ", "")] = value.strip()
+    except OSError:
+        pass
     rc, out = output_of(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     commit = out.strip() if rc == 0 else "unknown"
     rc, out = output_of(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
@@ -87,6 +96,9 @@ def machine_info(clip_run, model):
         commit += " + uncommitted changes"
     rc, out = output_of([clip_run, "info", model])
     kernels = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("kernels:")), "?")
+    tuning = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("gemm tuning:")), "")
+    if tuning:
+        kernels += "; GEMM: " + tuning
     rc, hf = output_of(["hyperfine", "--version"])
     info.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 commit=commit, kernels=kernels, hyperfine=hf.strip(), load_start=os.getloadavg()[0],
@@ -259,8 +271,9 @@ def report(info, inputs, features, results, peers_status, args):
     lines = ["# clip.c benchmark: ViT-B/32 (random weights)", ""]
     flags = info["flags"]
     lines += ["| | |", "| --- | --- |",
-              "| machine | %s, %d CPUs, %s; Linux %s |" % (info["cpu"], info["cpus"],
-                                                          " ".join(flags) if flags else "no AVX2", info["kernel"]),
+              "| machine | %s (cpu family %s, model %s), %d CPUs, %s; Linux %s |" % (
+                  info["cpu"], info.get("family", "?"), info.get("model", "?"), info["cpus"],
+                  " ".join(flags) if flags else "no AVX2", info["kernel"]),
               "| date | %s |" % info["date"],
               "| commit | %s |" % info["commit"],
               "| clip.c kernels | %s |" % info["kernels"],
@@ -314,6 +327,23 @@ def report(info, inputs, features, results, peers_status, args):
                          % (first, warm_image, warm_image + 30, "pass" if first <= warm_image + 30 else "FAIL"))
         else:
             lines.append("- process start to first embedding: %.1f ms; no warm image latency to compare" % first)
+        # Acceptance of issue 11 (ratios against ONNX Runtime in this run).
+        ort = peer.get("ONNX Runtime", {}).get("cases", {}) if "ONNX Runtime" in peer_names else {}
+        for name, peer_case, limit, what in (("image_npy", "image", 0.85, "image latency <= 0.85x ORT"),
+                                             ("image_batch8", "image_batch8", 1 / 1.15, "batch-8 throughput >= 1.15x ORT"),
+                                             ("text_short", "text_short", 0.15, '"a photo of a dog." <= 0.15x ORT'),
+                                             ("text_long", "text_long", 0.85, "77-token text <= 0.85x ORT")):
+            c, w = ort.get(peer_case), warm.get(name)
+            if c and w:
+                ratio = w[0] / c["median_ms"]
+                shown = "%.2fx throughput" % (1 / ratio) if name == "image_batch8" else "%.2f" % ratio
+                lines.append("- issue 11: %s: %s: **%s**" % (what, shown, "pass" if ratio <= limit else "FAIL"))
+        m = re.search(r"^image_npy .*?, (\d+)% of OpenBLAS", r.get("bench_raw") or "", re.M)
+        peak = re.search(r"OpenBLAS sgemm 1024\^3 \(([^)]*)\) ([\d.]+) \(1 thread\)", r.get("bench_raw") or "")
+        if m and threads == 1:
+            lines.append("- issue 11: image encode at 1 thread >= 75%% of OpenBLAS sgemm 1024^3 (%s, %s GFLOP/s in the same "
+                         "process): %s%%: **%s**" % (peak.group(1) if peak else "?", peak.group(2) if peak else "?",
+                                                     m.group(1), "pass" if int(m.group(1)) >= 75 else "FAIL"))
         lines += ["- warm numbers from: %s" % ("`clip_run bench`" if features["bench"] else
                                                "whole processes, (8 runs - 1 run) / 7; batches: process - start-up"),
                   "- cores busy (CPU time / wall time), one image: " + ", ".join(busy),

@@ -91,7 +91,11 @@ void gemm_f32_scalar_4x16(const gemm_tile *t) {
     }
 }
 
-/* ---- The micro-kernel table: (ISA x weight type x tile) ---------------------------------- */
+/* ---- The micro-kernel table: (ISA x weight type x tile) ----------------------------------
+ * A new ISA adds its file's kernels here under its own #if (as aarch64's NEON row below,
+ * with CPU_NEON in kernels.h's cpu_level and a line in gemm_tune.c's choice); a new weight
+ * type adds rows with its gemm_type, its panel size in gemm_panel_bytes() and its packing
+ * in gemm_pack(). tests/test_gemm.c checks every row against the scalar reference. */
 static const gemm_ukernel ukernels[] = {
     {"scalar f32 4x16", CPU_SCALAR, GEMM_F32, 4, 16, gemm_f32_scalar_4x16},
 #if defined(CLIP_KERNELS_X86)
@@ -177,7 +181,16 @@ static void native_task(void *arg, int task, int thread) {
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
                     /* the first row tile meets each panel chunk first (from memory): it
                      * prefetches the next tile's while it computes; later ones find them in L2 */
-                    t.next_w = job->prefetch && ti == 0 && j + nr < n_cols ? (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes : NULL;
+                    t.next_w = NULL;
+                    if (job->prefetch && ti == 0) {
+                        if (j + nr < n_cols)          /* the next column tile */
+                            t.next_w = (const char *)t.w + (size_t)(nr / GEMM_PANEL) * w->panel_bytes;
+                        else if (k0 + job->kc < k)    /* the task's first tile in the next chunk */
+                            t.next_w = (const char *)w->panels + (size_t)(n0 / GEMM_PANEL) * w->panel_bytes +
+                                       (size_t)(k0 + job->kc) * GEMM_PANEL * sizeof(float);
+                        else if (n0 + n_cols < n)     /* the next task's first tile */
+                            t.next_w = (const char *)w->panels + (size_t)((n0 + n_cols) / GEMM_PANEL) * w->panel_bytes;
+                    }
                     t.y = op->y + (size_t)(m0 + i) * n + n0 + j;
                     t.bias = k0 == 0 && op->bias ? op->bias + n0 + j : NULL;
                     job->uk->run(&t);

@@ -162,12 +162,13 @@ typedef struct {
     int nc;                    /* output columns per thread task (W chunk KC x NC in L2) */
     int prefetch;              /* 1: tiles that first touch their panels prefetch the next
                                   tile's (gemm_tile.next_w) */
-    char why[200];             /* one line: the CPU, its caches, what was picked and why */
+    char why[240];             /* one line: the CPU, its caches, what was picked and why */
 } gemm_tuning;
-/* The choice for `level` on this CPU (computed once per level; CLIP_GEMM_TILE=name and
- * CLIP_GEMM_KC / _MC / _NC override it, for measurements). */
+/* The choice for `level` on this CPU, computed once per level. For measurements the
+ * environment overrides it: CLIP_GEMM_TILE=<name> or "measure", CLIP_GEMM_KC / _MC / _NC,
+ * CLIP_GEMM_PREFETCH=0. */
 const gemm_tuning *gemm_tuning_get(cpu_level level);
-/* The native micro-kernel's name at a level, for `clip_run info`: "avx512 f32 12x32". */
+/* The native micro-kernel's name at a level, for `clip_run info`: "avx512 f32 8x32". */
 const char *gemm_kernel_name(cpu_level level);
 
 #endif

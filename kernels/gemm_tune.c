@@ -10,8 +10,8 @@
  * Known CPUs get the tile measured (Zen 4, here) or reasoned from published port counts;
  * an unknown CPU with AVX-512 gets the candidates timed on an in-cache product at first
  * use (~2 ms) and the fastest taken. Cache sizes come from sysfs (Linux), else defaults.
- * CLIP_GEMM_TILE=<kernel name>, CLIP_GEMM_KC, CLIP_GEMM_MC, CLIP_GEMM_NC override, for
- * measurements. gemm_tuning.why says what was chosen and why (clip_run info / bench).
+ * CLIP_GEMM_TILE=<kernel name> (or "measure": time the candidates as for an unknown CPU),
+ * CLIP_GEMM_KC, CLIP_GEMM_MC, CLIP_GEMM_NC, CLIP_GEMM_PREFETCH=0 override, for measurements. gemm_tuning.why says what was chosen and why (clip_run info / bench).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -124,7 +124,7 @@ static double time_kernel(const gemm_ukernel *uk, float *x, float *w, float *y) 
         for (int i = 0; i < M; i += uk->mr)
             for (int j = 0; j < N; j += uk->nr) {
                 gemm_tile t = {x + (size_t)i * K, K, w + (size_t)j * K, (size_t)K * 16 * 4, y + (size_t)i * N + j,
-                               N, NULL, M - i < uk->mr ? M - i : uk->mr, uk->nr, K, 0, 0};
+                               N, NULL, M - i < uk->mr ? M - i : uk->mr, uk->nr, K, 0, NULL};
                 uk->run(&t);
             }
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -185,7 +185,10 @@ static void choose(cpu_level level) {
         reason = "32 q registers: 20 accumulators + 4 panel vectors + 5 x vectors, fmla by lane";
     }
     const char *want = getenv("CLIP_GEMM_TILE");
-    if (want && *want && find_kernel(want, level)) {
+    if (want && strcmp(want, "measure") == 0 && level == CPU_AVX512) {   /* as for an unknown CPU */
+        const gemm_ukernel *m = measure_best(level);
+        if (m) name = m->name, reason = "CLIP_GEMM_TILE=measure: fastest candidate on an in-cache product";
+    } else if (want && *want && find_kernel(want, level)) {
         name = want;
         reason = "CLIP_GEMM_TILE";
     }
