@@ -10,6 +10,9 @@
 #   make demo     classify a bundled sample image with weights/demo.clip
 #   make demo-model  retrain the demo model from scratch and measure it (weights/README.md)
 #   make bench    benchmarks (bench/README.md)
+#   make arm64    ./clip_run-arm64 and the unit tests for aarch64 (cross-built in $(BUILD)/arm64;
+#                 `make test` runs them under qemu-aarch64). `make CC=aarch64-linux-gnu-gcc`
+#                 is a whole aarch64 build in place; on an ARM board plain `make` is.
 #
 # Missing system packages are installed by tools/deps.sh (as root) or named in one line.
 
@@ -17,6 +20,27 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -pthread
+# The target architecture is the compiler's, not the build host's: `make CC=aarch64-linux-gnu-gcc`
+# builds for ARM on an x86 machine. Each instruction set's kernels live in their own files
+# (kernels/*_avx2.c, *_avx512.c, *_neon.c), compiled with that set's flags and only for its
+# architecture; the code picks among the compiled ones at run time (kernels/cpu.c).
+TARGET := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64-% amd64-%,$(TARGET)),)
+  ARCH := x86_64
+else ifneq ($(filter aarch64-% arm64-%,$(TARGET)),)
+  ARCH := aarch64
+else
+  ARCH := $(firstword $(subst -, ,$(TARGET)))
+endif
+# pkg-config answers for the target: a cross build reads the target's multiarch directory
+# (Debian: /usr/lib/aarch64-linux-gnu/pkgconfig), not the build host's.
+ifeq ($(origin PKG_CONFIG),undefined)
+  ifeq ($(ARCH),$(shell uname -m))
+    PKG_CONFIG := pkg-config
+  else
+    PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(TARGET)/pkgconfig:/usr/share/pkgconfig pkg-config
+  endif
+endif
 # No BLAS header or library is needed to build: kernels/blas_loader.c opens OpenBLAS's
 # runtime library (dlopen) only for --gemm openblas.
 LDLIBS  += -lsqlite3 -ldl -lm -lpthread
@@ -32,18 +56,25 @@ ifneq ($(SANITIZE),)
   STB_SANITIZE := -fno-sanitize=shift
 endif
 
-ARCH := $(shell uname -m)
-ifeq ($(ARCH),x86_64)
-  AVX2_FLAGS   := -mavx2 -mfma -mf16c
-  AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
-else
-  AVX2_FLAGS   :=
-  AVX512_FLAGS :=
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
+# ASIMD (NEON) is part of the aarch64 baseline: the *_neon.c files need no flag. Kernels
+# for the optional extensions (fp16, dotprod, i8mm, bf16: see cpu_features() in
+# kernels/kernels.h) go in their own files, built with e.g. -march=armv8.2-a+dotprod.
+NEON_FLAGS   :=
+# Debian's aarch64 gcc 12.2 crashes (internal compiler error in vect_transform_reduction)
+# vectorising a max-of-fabs loop in tests/test_image.c; the tests need no vectorised loops.
+TEST_CFLAGS  :=
+ifeq ($(ARCH),aarch64)
+  TEST_CFLAGS += -fno-tree-loop-vectorize
 endif
 
 LIB_SRC := $(sort $(wildcard kernels/*.c model/*.c tokenizer/*.c io/*.c))
 ifneq ($(ARCH),x86_64)
   LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
+ifneq ($(ARCH),aarch64)
+  LIB_SRC := $(filter-out %_neon.c,$(LIB_SRC))
 endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # clip_run: tools/clip_run.c (main, command table), cli_common.c (shared), cmd_*.c (commands)
@@ -53,7 +84,8 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK := $(BUILD)/.deps-build
 
-.PHONY: all lib test-bin test check-fast asan asan-build valgrind fuzz fuzz-build demo bench clean deps
+.PHONY: all lib test-bin test check-fast asan asan-build valgrind fuzz fuzz-build demo bench clean deps \
+        arm64 arm64-build
 LIB := $(BUILD)/libclip.a
 CLI ?= clip_run
 
@@ -76,6 +108,9 @@ $(BUILD)/%_avx2.o: %_avx2.c | $(DEPS_OK)
 $(BUILD)/%_avx512.o: %_avx512.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/%_neon.o: %_neon.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(NEON_FLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -93,7 +128,7 @@ $(CLI): $(CLI_OBJ) $(LIB)
 
 $(BUILD)/tests/%: tests/%.c tests/testutil.h $(LIB) | $(BUILD)/.deps-test
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell pkg-config --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
+	$(CC) $(CFLAGS) $(TEST_CFLAGS) -MMD -MP -o $@ $< $(LIB) $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck) $(LDLIBS)
 
 # ---- Tests ------------------------------------------------------------------------------
 # tests/run_tests.sh runs the stages it is given and ends with one line "N passed, N failed,
@@ -111,8 +146,8 @@ RUN_TESTS     = CLIP_RUN=./$(CLI) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(F
                 sh tests/run_tests.sh $(BUILD)
 
 # The test command of the README and of .ci/run: every stage.
-test: $(BUILD)/.deps-test $(BUILD)/.deps-fuzz all $(TEST_BIN) asan-build fuzz-build
-	@$(RUN_TESTS) normal asan valgrind fuzz
+test: $(BUILD)/.deps-test $(BUILD)/.deps-fuzz all $(TEST_BIN) asan-build fuzz-build arm64-build
+	@$(RUN_TESTS) normal asan valgrind fuzz arm64
 
 check-fast: $(BUILD)/.deps-test all $(TEST_BIN)
 	@$(RUN_TESTS) normal
@@ -139,6 +174,30 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libclip.a
 	    -fno-omit-frame-pointer -fno-sanitize-recover=all -o $@ $< $(FUZZ_BUILD)/libclip.a $(LDLIBS)
 fuzz: $(BUILD)/.deps-test fuzz-build
 	@$(RUN_TESTS) fuzz
+
+# ---- ARM (aarch64) ----------------------------------------------------------------------
+# `make arm64` cross-builds clip_run and the unit tests for aarch64 in $(BUILD)/arm64, with
+# the CLI as ./clip_run-arm64 (run it under qemu-aarch64, or copy it to a board). Check for
+# arm64 comes from Debian's multiarch (tools/deps.sh arm), found through its pkg-config
+# directory (PKG_CONFIG above). On an aarch64 machine the same target builds natively.
+ARM64_BUILD := $(BUILD)/arm64
+ARM64_CLI   := clip_run-arm64
+ifeq ($(ARCH),aarch64)
+  ARM64_CC  ?= $(CC)
+else
+  ARM64_CC  ?= aarch64-linux-gnu-gcc
+endif
+$(BUILD)/.deps-arm:
+	@sh tools/deps.sh arm
+	@mkdir -p $(BUILD) && touch $@
+arm64: $(BUILD)/.deps-arm
+	@$(MAKE) --no-print-directory CC="$(ARM64_CC)" BUILD=$(ARM64_BUILD) CLI=$(ARM64_CLI) all test-bin
+# For `make test`: where the cross tools cannot be installed, the arm64 stage is skipped
+# (and says so in its count); a build that fails with the tools present fails the run.
+arm64-build:
+	@rm -f $(ARM64_BUILD)/UNAVAILABLE
+	@if sh tools/deps.sh arm; then $(MAKE) --no-print-directory arm64; else \
+	    mkdir -p $(ARM64_BUILD) && echo "cross tools missing (tools/deps.sh arm)" > $(ARM64_BUILD)/UNAVAILABLE; fi
 
 # The README's first command: zero-shot classification and a text-image score on a
 # bundled sample image, with the bundled demo model.
@@ -175,6 +234,6 @@ bench-peers: $(BUILD)/.deps-bench $(CLI)
 	$(PYTHON) bench/run_bench.py --clip-run $(CLI) --peers
 
 clean:
-	rm -rf $(BUILD) $(CLI)
+	rm -rf $(BUILD) $(CLI) $(ARM64_CLI)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -78,8 +78,8 @@ def machine_info(clip_run, model):
                 info["cpu"] = value.strip()
             elif key.strip() == "Flags":
                 flags = value.split()
-                info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16")
-                                 if f in flags]
+                info["flags"] = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                                             "asimd", "asimdhp", "asimddp", "i8mm", "bf16") if f in flags]
     info["family"], info["model"] = "?", "?"
     try:  # the microarchitecture: AMD family 25 = Zen 3/4, 26 = Zen 5 (kernels/gemm_tune.c)
         with open("/proc/cpuinfo") as f:

@@ -1,14 +1,14 @@
-/* attention.c - multi-head scaled dot-product self-attention, scalar reference.
+/* attention.c - scaled dot-product self-attention of one head, scalar reference.
  *
- * qkv: [n_tokens, 3 * d_model], row t = q_t | k_t | v_t, head h in columns
- *      [h * head_dim, (h + 1) * head_dim) of each third; head_dim = d_model / n_heads.
- * out: [n_queries, d_model]. For query t < n_queries and head h:
+ * qkv: [n_tokens, 3 * head_dim], row t = q_t | k_t | v_t.
+ * out: [n_queries, head_dim]. For query t < n_queries:
  *      p = softmax_j(q_t . k_j / sqrt(head_dim)) over keys j < n_tokens (j <= t if causal)
- *      out[t, head h] = sum_j p_j v_j
+ *      out[t] = sum_j p_j v_j
  * scratch: n_tokens floats, the scores and then the weights of one query.
  *
- * Heads are the outer loop so the keys and values of one head stay in cache while every
- * query walks them. The weights are left unnormalised and the output is divided by their
+ * The caller (model/transformer.c) runs one (sequence, head) per task and hands each a
+ * compact copy of that head's columns, so every query walks keys and values that sit
+ * together in cache. The weights are left unnormalised and the output is divided by their
  * sum once, at the end. attention_run() is that loop for every instruction set; this file
  * also holds the scalar steps (attention.h).
  */
@@ -18,23 +18,17 @@
 #include "kernels.h"
 
 void attention_run(const attention_steps *steps, float *out, const float *qkv, int n_tokens,
-                   int n_queries, int d_model, int n_heads, int causal, float *scratch) {
-    if (n_heads <= 0 || d_model < n_heads) return;
-    const int head_dim = d_model / n_heads;
-    const size_t row = 3 * (size_t)d_model;
+                   int n_queries, int head_dim, int causal, float *scratch) {
+    if (head_dim <= 0) return;
+    const size_t row = 3 * (size_t)head_dim;
     const float scale = 1.0f / sqrtf((float)head_dim);
-
-    for (int h = 0; h < n_heads; h++) {
-        const float *keys = qkv + d_model + (size_t)h * head_dim;
-        const float *values = qkv + 2 * (size_t)d_model + (size_t)h * head_dim;
-        for (int t = 0; t < n_queries; t++) {
-            const float *q = qkv + (size_t)t * row + (size_t)h * head_dim;
-            const int n_keys = causal ? t + 1 : n_tokens;
-            steps->scores(scratch, q, keys, row, n_keys, head_dim, scale);
-            const float sum = steps->softmax_numerators(scratch, n_keys);
-            steps->weighted_sum(out + (size_t)t * d_model + (size_t)h * head_dim, scratch, values,
-                                row, n_keys, head_dim, 1.0f / sum);
-        }
+    const float *keys = qkv + head_dim, *values = qkv + 2 * (size_t)head_dim;
+    for (int t = 0; t < n_queries; t++) {
+        const int n_keys = causal ? t + 1 : n_tokens;
+        steps->scores(scratch, qkv + (size_t)t * row, keys, row, n_keys, head_dim, scale);
+        const float sum = steps->softmax_numerators(scratch, n_keys);
+        steps->weighted_sum(out + (size_t)t * head_dim, scratch, values, row, n_keys, head_dim,
+                            1.0f / sum);
     }
 }
 
@@ -71,8 +65,8 @@ static void weighted_sum(float *o, const float *weight, const float *values, siz
     for (int d = 0; d < head_dim; d++) o[d] *= inv_sum;
 }
 
-void attention_scalar(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
-                      int n_heads, int causal, float *scratch) {
+void attention_scalar(float *out, const float *qkv, int n_tokens, int n_queries, int head_dim,
+                      int causal, float *scratch) {
     static const attention_steps steps = {scores, softmax_numerators, weighted_sum};
-    attention_run(&steps, out, qkv, n_tokens, n_queries, d_model, n_heads, causal, scratch);
+    attention_run(&steps, out, qkv, n_tokens, n_queries, head_dim, causal, scratch);
 }

@@ -1,8 +1,8 @@
-/* attention.h - the one loop of multi-head attention, shared by every instruction set.
+/* attention.h - the one loop of (one head's) attention, shared by every instruction set.
  *
- * For each head and each query, attention is three steps over that head's keys and values;
- * attention.c runs the loop (attention_run), and each of attention.c (scalar),
- * attention_avx2.c and attention_avx512.c supplies the three steps for its instruction set.
+ * For each query, attention is three steps over the keys and values; attention.c runs the
+ * loop (attention_run), and each of attention.c (scalar), attention_avx2.c,
+ * attention_avx512.c and attention_neon.c supplies the three steps for its instruction set.
  * Layout of qkv and out: see attention() in kernels.h.
  */
 #ifndef CLIP_KERNELS_ATTENTION_H
@@ -22,6 +22,6 @@ typedef struct {
 } attention_steps;
 
 void attention_run(const attention_steps *steps, float *out, const float *qkv, int n_tokens,
-                   int n_queries, int d_model, int n_heads, int causal, float *scratch);
+                   int n_queries, int head_dim, int causal, float *scratch);
 
 #endif

@@ -1,7 +1,7 @@
-/* attention_avx512.c - multi-head self-attention, vectorised over head_dim (AVX-512).
+/* attention_avx512.c - self-attention of one head, vectorised over head_dim (AVX-512).
  *
- * Shapes and semantics as attention.c (qkv: [n_tokens, 3 * d_model], out:
- * [n_queries, d_model], scratch: n_tokens floats). For each head and query:
+ * Shapes and semantics as attention.c (qkv: [n_tokens, 3 * head_dim], out:
+ * [n_queries, head_dim], scratch: n_tokens floats). For each query:
  *   1. scores: q . k_j for four keys at a time, 16 columns of head_dim per FMA, the four
  *      sums reduced together;
  *   2. softmax numerators in place in scratch (vecmath_avx512.h);
@@ -132,8 +132,8 @@ static float softmax_numerators(float *score, int n_keys) {
     return row_exp_sum512(score, (size_t)n_keys, row_max512(score, (size_t)n_keys));
 }
 
-void attention_avx512(float *out, const float *qkv, int n_tokens, int n_queries, int d_model,
-                    int n_heads, int causal, float *scratch) {
+void attention_avx512(float *out, const float *qkv, int n_tokens, int n_queries, int head_dim,
+                      int causal, float *scratch) {
     static const attention_steps steps = {scores, softmax_numerators, weighted_sum};
-    attention_run(&steps, out, qkv, n_tokens, n_queries, d_model, n_heads, causal, scratch);
+    attention_run(&steps, out, qkv, n_tokens, n_queries, head_dim, causal, scratch);
 }

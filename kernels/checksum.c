@@ -3,7 +3,8 @@
  * a = 1 + sum of the bytes, b = sum of the successive values of a, both mod 65521;
  * the result is b << 16 | a (zlib's definition, so Python's zlib.adler32 agrees). The
  * scalar reference defers the modulo: 5552 bytes is the longest run for which b cannot
- * overflow 32 bits. The AVX2 version (checksum_avx2.c) runs at memory speed.
+ * overflow 32 bits. The AVX2 and NEON versions (checksum_avx2.c, checksum_neon.c) run at
+ * memory speed; adler32() dispatches (cpu.c).
  */
 #include "kernels.h"
 
@@ -24,11 +25,4 @@ uint32_t adler32_scalar(uint32_t adler, const void *data, size_t n) {
         b %= ADLER_MOD;
     }
     return b << 16 | a;
-}
-
-uint32_t adler32(uint32_t adler, const void *data, size_t n) {
-#if defined(CLIP_KERNELS_X86)
-    if (kernels_level() >= CPU_AVX2) return adler32_avx2(adler, data, n);
-#endif
-    return adler32_scalar(adler, data, n);
 }

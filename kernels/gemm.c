@@ -113,8 +113,7 @@ void gemm_f32_scalar_4x16(const gemm_tile *t) {
 }
 
 /* ---- The micro-kernel table: (ISA x weight type x tile) ----------------------------------
- * A new ISA adds its file's kernels here under its own #if (e.g. for aarch64:
- *     {"neon f32 8x16", CPU_NEON, GEMM_F32, 8, 16, gemm_f32_neon_8x16},
+ * A new ISA adds its file's kernels here under its own #if (as aarch64's NEON row below,
  * with CPU_NEON in kernels.h's cpu_level and a line in gemm_tune.c's choice); a new weight
  * type adds rows with its gemm_type, its panel size in gemm_panel_bytes() and its packing
  * in gemm_pack(). tests/test_gemm.c checks every row against the scalar reference. */
@@ -134,6 +133,9 @@ static const gemm_ukernel ukernels[] = {
     {"avx512-vnni q8_0 8x16", CPU_AVX512, GEMM_Q8_0, 8, 16, gemm_q8_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
     {"avx512-vnni q4_0 8x16", CPU_AVX512, GEMM_Q4_0, 8, 16, gemm_q4_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
 #endif
+#if defined(CLIP_KERNELS_ARM)
+    {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16, 0},
+#endif
 };
 
 const gemm_ukernel *gemm_ukernels(int *n_out) {
@@ -145,12 +147,7 @@ const gemm_ukernel *gemm_ukernels(int *n_out) {
 typedef void activation_fn(float *, size_t);
 
 static cpu_level usable(cpu_level level) {
-#if defined(CLIP_KERNELS_X86)
-    return level;
-#else
-    (void)level;
-    return CPU_SCALAR;
-#endif
+    return cpu_level_usable(level) ? level : CPU_SCALAR;
 }
 
 static activation_fn *act_fn(gemm_activation act, cpu_level level) {
@@ -159,6 +156,9 @@ static activation_fn *act_fn(gemm_activation act, cpu_level level) {
 #if defined(CLIP_KERNELS_X86)
     case CPU_AVX512: return act == GEMM_ACT_GELU ? gelu_avx512 : quick_gelu_avx512;
     case CPU_AVX2: return act == GEMM_ACT_GELU ? gelu_avx2 : quick_gelu_avx2;
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    case CPU_NEON: return act == GEMM_ACT_GELU ? gelu_neon : quick_gelu_neon;
 #endif
     default: return act == GEMM_ACT_GELU ? gelu_scalar : quick_gelu_scalar;
     }

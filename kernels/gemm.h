@@ -166,6 +166,7 @@ const gemm_ukernel *gemm_ukernels(int *n_out);
 gemm_ukernel_fn gemm_f32_scalar_4x16;
 gemm_ukernel_fn gemm_f32_avx2_6x16;
 gemm_ukernel_fn gemm_f32_avx512_12x32, gemm_f32_avx512_8x32, gemm_f32_avx512_14x16;
+gemm_ukernel_fn gemm_f32_neon_5x16;
 
 /* ---- Per-CPU choice ------------------------------------------------------------------- */
 typedef struct {

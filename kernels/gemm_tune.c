@@ -75,6 +75,20 @@ static cpu_info cpu_identify(void) {
         c.family = base == 0xF ? base + ext : base;
         c.model = ((a >> 4) & 0xF) | (base == 0x6 || base == 0xF ? ((a >> 16) & 0xF) << 4 : 0);
     }
+#elif defined(CLIP_KERNELS_ARM)
+    /* MIDR_EL1 as Linux exposes it: implementer [31:24] (0x41 Arm), part number [15:4]
+     * (0xd08 Cortex-A72, 0xd0b Cortex-A76, 0xd40 Neoverse V1, 0xd4f Neoverse V2) */
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/regs/identification/midr_el1", "r");
+    unsigned long midr = 0;
+    if (f) {
+        if (fscanf(f, "%lx", &midr) != 1) midr = 0;
+        fclose(f);
+    }
+    if (midr) {
+        snprintf(c.vendor, sizeof c.vendor, (midr >> 24 & 0xFF) == 0x41 ? "ARM" : "impl %#lx", midr >> 24 & 0xFF);
+        c.family = (int)(midr >> 24 & 0xFF);
+        c.model = (int)(midr >> 4 & 0xFFF);
+    }
 #endif
     c.l1d = sysfs_cache(1, "Data");
     c.l2 = sysfs_cache(2, "Unified");
@@ -87,7 +101,9 @@ static const gemm_ukernel *find_kernel(const char *name, cpu_level level) {
     int n;
     const gemm_ukernel *k = gemm_ukernels(&n);
     for (int i = 0; i < n; i++)
-        if (k[i].isa <= level && k[i].type == GEMM_F32 && strcmp(k[i].name, name) == 0) return &k[i];
+        if ((k[i].isa == CPU_SCALAR || k[i].isa == level || (k[i].isa <= level && level <= CPU_AVX512)) &&
+            k[i].type == GEMM_F32 && strcmp(k[i].name, name) == 0)
+            return &k[i];
     return NULL;
 }
 
@@ -138,8 +154,9 @@ static const gemm_ukernel *measure_best(cpu_level level) {
     return best;
 }
 
-static gemm_tuning tunings[3];
-static pthread_once_t once[3] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
+static gemm_tuning tunings[CPU_LEVEL_COUNT];
+static pthread_once_t once[CPU_LEVEL_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
+                                               PTHREAD_ONCE_INIT};
 
 static void choose(cpu_level level) {
     gemm_tuning *t = &tunings[level];
@@ -164,6 +181,9 @@ static void choose(cpu_level level) {
             name = m ? m->name : "avx512 f32 12x32";
             reason = "unknown CPU: fastest candidate on an in-cache product at start";
         }
+    } else if (level == CPU_NEON) {
+        name = "neon f32 5x16";
+        reason = "32 q registers: 20 accumulators + 4 panel vectors + 5 x vectors, fmla by lane";
     }
     const char *want = getenv("CLIP_GEMM_TILE");
     if (want && strcmp(want, "measure") == 0 && level == CPU_AVX512) {   /* as for an unknown CPU */
@@ -194,10 +214,11 @@ static void choose(cpu_level level) {
 static void choose_scalar(void) { choose(CPU_SCALAR); }
 static void choose_avx2(void) { choose(CPU_AVX2); }
 static void choose_avx512(void) { choose(CPU_AVX512); }
+static void choose_neon(void) { choose(CPU_NEON); }
 
 const gemm_tuning *gemm_tuning_get(cpu_level level) {
-    static void (*const fns[3])(void) = {choose_scalar, choose_avx2, choose_avx512};
-    if ((int)level < 0 || (int)level > 2) level = CPU_SCALAR;
+    static void (*const fns[CPU_LEVEL_COUNT])(void) = {choose_scalar, choose_avx2, choose_avx512, choose_neon};
+    if ((int)level < 0 || (int)level >= CPU_LEVEL_COUNT) level = CPU_SCALAR;
     pthread_once(&once[level], fns[level]);
     return &tunings[level];
 }

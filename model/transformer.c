@@ -100,7 +100,7 @@ static void attention_task(void *arg, int task, int thread) {
         memcpy(dst + 2 * hd, row + 2 * d, sizeof(float) * hd);
     }
     if (j->query_pos) memcpy(one_head, qkv + (size_t)p * 3 * d + col, sizeof(float) * hd);
-    attention(out, one_head, n_keys, n_queries, hd, 1, j->causal && !j->query_pos, scores);
+    attention(out, one_head, n_keys, n_queries, hd, j->causal && !j->query_pos, scores);
     const size_t first_row = j->query_pos ? (size_t)seq : (size_t)seq * j->seq_len;
     for (int q = 0; q < n_queries; q++)
         memcpy(j->ctx->h + (first_row + q) * d + col, out + (size_t)q * hd, sizeof(float) * hd);

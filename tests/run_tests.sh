@@ -10,7 +10,12 @@
 #   asan      the same unit and Python tests with the AddressSanitizer + UBSan build
 #             (BUILD/asan: its unit tests, and its clip_run under the Python tests), leaks on;
 #   valgrind  valgrind memcheck over every clip_run command and error path (tests/valgrind.sh);
-#   fuzz      every libFuzzer target (BUILD/fuzz/fuzz_*) for $FUZZ_SECONDS seconds each.
+#   fuzz      every libFuzzer target (BUILD/fuzz/fuzz_*) for $FUZZ_SECONDS seconds each;
+#   arm64     the aarch64 build (make arm64: BUILD/arm64, ./clip_run-arm64) under qemu-aarch64
+#             (natively on an aarch64 machine): which features qemu's CPU models report, the
+#             Check unit tests and the golden, other-shape, CLI and thread/batch Python tests,
+#             with NEON and again with CLIP_CPU=scalar; skipped, and counted as such, only
+#             where the cross tools could not be installed (BUILD/arm64/UNAVAILABLE).
 # The last line is "N passed, N failed, N skipped" over all stages, after a list of every
 # skip and its reason; the exit code is 0 only when nothing failed.
 #
@@ -79,7 +84,7 @@ unit_tests() {
         case "$t" in *.d) continue ;; esac
         [ -x "$t" ] || continue
         found=1
-        out=$("$t" 2>&1); rc=$?
+        out=$(${TEST_RUNNER:-} "$t" 2>&1); rc=$?
         echo "$out" | grep -E '^[0-9]+%: Checks' | sed "s|^|$label$(basename "$t"): |"
         [ $rc -eq 0 ] || echo "$out" | grep -vE '^(Running suite|[0-9]+%: Checks)' | tail -n 60
         n=$(echo "$out" | sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p')
@@ -92,9 +97,10 @@ unit_tests() {
     [ $found -eq 1 ] || fail "no unit tests in $dir (not built?)"
 }
 
-# Every Python test, against the clip_run in $1; $2 labels the output lines.
+# Every Python test (or only the modules listed in $3), against the clip_run in $1; $2
+# labels the output lines.
 python_tests() {
-    out=$(CLIP_RUN="$1" "$PYTHON" tests/unittest_main.py 2>&1); rc=$?
+    out=$(CLIP_RUN="$1" "$PYTHON" tests/unittest_main.py ${3:-} 2>&1); rc=$?
     echo "$out" | grep -E '^(FAIL|ERROR):|^Ran |^OK|^FAILED' | sed "s/^/$2python: /"
     [ $rc -eq 0 ] || echo "$out" | tail -n 60
     ran=$(echo "$out" | sed -n 's/^Ran \([0-9]*\) test.*/\1/p')
@@ -149,9 +155,72 @@ stage_fuzz() {
     done
 }
 
+# The Python tests that run under qemu: every golden check (tokens, crops, embeddings,
+# classify) in both checkpoint layouts, the models of other shapes, the CLI, and threads and
+# batches. The rest test the converter, the tokenizer against Python, hostile inputs and the
+# demo model's accuracy, which the architecture does not change, at many times their x86
+# cost under emulation.
+ARM64_PYTHON_TESTS="test_golden test_shapes test_cli test_threads_batch"
+
+stage_arm64() {
+    echo "== arm64: the aarch64 build under qemu-aarch64, NEON then CLIP_CPU=scalar ($BUILD/arm64)"
+    arm_dir=$BUILD/arm64
+    if [ -f "$arm_dir/UNAVAILABLE" ]; then
+        why="$(cat "$arm_dir/UNAVAILABLE"); needs Debian package gcc-aarch64-linux-gnu, qemu-user (tools/deps.sh arm)"
+        for part in "unit tests, NEON" "unit tests, scalar" "Python tests, NEON" "Python tests, scalar"; do
+            skip "arm64 $part: $why"
+        done
+        return
+    fi
+    [ -x ./clip_run-arm64 ] && [ -d "$arm_dir/tests" ] || { fail "the aarch64 build is missing (make arm64)"; return; }
+    convert_models reuse
+    runner=""
+    if [ "$(uname -m)" != aarch64 ]; then
+        command -v qemu-aarch64 >/dev/null || { fail "qemu-aarch64 is missing (tools/deps.sh arm)"; return; }
+        runner=qemu-aarch64
+        # qemu takes the aarch64 dynamic loader from QEMU_LD_PREFIX. Where Debian's multiarch
+        # libc6:arm64 is installed (Check for arm64 brings it), the cross package's loader
+        # would load that other glibc build through ld.so.cache, and the mix hangs: use the
+        # prefix only when there is no multiarch loader.
+        [ -e /lib/ld-linux-aarch64.so.1 ] || export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+    fi
+    wrapper=$arm_dir/clip_run-qemu
+    printf '#!/bin/sh\nexec %s "%s/clip_run-arm64" "$@"\n' "$runner" "$(pwd)" > "$wrapper" && chmod +x "$wrapper"
+
+    # Detection: qemu's CPU models have known features (getauxval sees what qemu reports)
+    if [ -n "$runner" ]; then
+        for want in "cortex-a72:asimd)" "cortex-a76:asimd fp16 dotprod)" "max:asimd fp16 dotprod i8mm bf16)"; do
+            cpu=${want%%:*} features=${want#*:}
+            line=$(QEMU_CPU=$cpu "$wrapper" info "$CLIP_TEST_MODELS/golden-openai.clip" 2>&1 | grep '^kernels:')
+            case "$line" in
+                "kernels:      neon (CPU supports neon; features: $features") passed=$((passed + 1)) ;;
+                *) fail "arm64 detection on qemu $cpu: '$line', expected features: $features" ;;
+            esac
+        done
+    fi
+    export CK_TIMEOUT_MULTIPLIER=10        # emulation is 10-50x slower than the host
+    # The scalar pass leaves out test_gemm: it runs every level explicitly (NEON and scalar
+    # kernels on every shape) whatever CLIP_CPU says, and is the slowest under emulation.
+    rm -rf "$arm_dir/tests-scalar" && mkdir -p "$arm_dir/tests-scalar"
+    for t in "$arm_dir"/tests/test_*; do
+        case "$t" in *.d|*/test_gemm) continue ;; /*) ;; *) t=$(pwd)/$t ;; esac
+        ln -s "$t" "$arm_dir/tests-scalar/"
+    done
+    for level in neon scalar; do
+        label="arm64 $level "
+        tests_dir=$arm_dir/tests
+        [ $level = scalar ] && export CLIP_CPU=scalar && tests_dir=$arm_dir/tests-scalar
+        kernels=$("$wrapper" info "$CLIP_TEST_MODELS/golden-openai.clip" 2>&1 | sed -n 's/^kernels: *\([a-z0-9]*\).*/\1/p')
+        [ "$kernels" = $level ] || fail "arm64: clip_run-arm64 info says kernels '$kernels', expected $level"
+        TEST_RUNNER=$runner unit_tests "$tests_dir" "$label"
+        python_tests "$wrapper" "$label" "$ARM64_PYTHON_TESTS"
+    done
+    unset CLIP_CPU CK_TIMEOUT_MULTIPLIER
+}
+
 for stage in $STAGES; do
     case "$stage" in
-        normal|asan|valgrind|fuzz) "stage_$stage" ;;
+        normal|asan|valgrind|fuzz|arm64) "stage_$stage" ;;
         *) fail "unknown test stage '$stage'" ;;
     esac
 done

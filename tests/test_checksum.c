@@ -1,6 +1,6 @@
-/* test_checksum.c - Adler-32: scalar reference against the definition, AVX2 against the
- * scalar on odd sizes, starting values and worst-case (all 0xff) data; and the weight
- * file's checksums catching a flipped bit. */
+/* test_checksum.c - Adler-32: scalar reference against the definition, each SIMD version
+ * this CPU has (AVX2, NEON) against the scalar on odd sizes, starting values and
+ * worst-case (all 0xff) data; and the weight file's checksums catching a flipped bit. */
 #include "../io/weightfile.h"
 #include "../kernels/kernels.h"
 #include "../model/clip.h"
@@ -16,8 +16,8 @@ static uint32_t adler_definition(uint32_t adler, const unsigned char *p, size_t 
     return b << 16 | a;
 }
 
-static const size_t sizes[] = {0, 1, 7, 31, 32, 33, 63, 64, 65, 127, 4095, 4096, 4097, 5551,
-                               5552, 5553, 65537, 1 << 20};
+static const size_t sizes[] = {0, 1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 4095, 4096, 4097,
+                               5551, 5552, 5553, 65537, 1 << 20};
 
 static unsigned char *test_bytes(size_t n, int fill) {
     unsigned char *p = malloc(n + 1);
@@ -43,18 +43,32 @@ START_TEST(scalar_matches_definition) {
 }
 END_TEST
 
+/* The SIMD versions compiled in, and the level each needs. */
+static const struct { cpu_level level; uint32_t (*fn)(uint32_t, const void *, size_t); const char *name; } simd[] = {
+#if defined(CLIP_KERNELS_X86)
+    {CPU_AVX2, adler32_avx2, "avx2"},
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    {CPU_NEON, adler32_neon, "neon"},
+#endif
+    {CPU_SCALAR, adler32_scalar, "scalar"},   /* keeps the array non-empty everywhere */
+};
+
 START_TEST(simd_matches_scalar) {
-    if (cpu_detect() < CPU_AVX2) TEST_SKIP("avx2: this CPU has no avx2");
+    if (!cpu_level_usable(simd[_i].level)) TEST_SKIP("%s: this CPU has no %s", simd[_i].name, simd[_i].name);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int fill = -1; fill <= 255; fill += 256) {
             unsigned char *p = test_bytes(sizes[s] + 3, fill);
             for (int offset = 0; offset < 3; offset++) { /* unaligned starts too */
                 uint32_t start = offset == 2 ? (65520u << 16 | 65520u) : 1;
-                ck_assert_uint_eq(adler32_avx2(start, p + offset, sizes[s]),
-                                  adler32_scalar(start, p + offset, sizes[s]));
+                ck_assert_msg(simd[_i].fn(start, p + offset, sizes[s]) == adler32_scalar(start, p + offset, sizes[s]),
+                              "%s Adler-32 of %zu bytes (offset %d) differs from the scalar", simd[_i].name,
+                              sizes[s], offset);
             }
             free(p);
         }
+    /* the dispatched name runs the best level's version */
+    ck_assert_uint_eq(adler32(1, "Wikipedia", 9), 0x11E60398u);
 }
 END_TEST
 
@@ -93,7 +107,7 @@ Suite *suite(void) {
     TCase *tc = tcase_create("checksum");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, scalar_matches_definition);
-    tcase_add_test(tc, simd_matches_scalar);
+    tcase_add_loop_test(tc, simd_matches_scalar, 0, (int)(sizeof simd / sizeof simd[0]));
     tcase_add_test(tc, damaged_tensor_is_refused);
     suite_add_tcase(s, tc);
     return s;

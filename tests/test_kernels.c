@@ -24,23 +24,28 @@ typedef struct {
     void (*gelu)(float *, size_t);
     void (*softmax)(float *, int);
     void (*add_inplace)(float *, const float *, size_t);
-    void (*attention)(float *, const float *, int, int, int, int, int, float *);
+    void (*attention)(float *, const float *, int, int, int, int, float *);
+    uint32_t (*adler32)(uint32_t, const void *, size_t);
 } impl;
 
 static const impl impls[] = {
     {CPU_SCALAR, layernorm_scalar, quick_gelu_scalar, gelu_scalar, softmax_scalar,
-     add_inplace_scalar, attention_scalar},
+     add_inplace_scalar, attention_scalar, adler32_scalar},
 #if defined(CLIP_KERNELS_X86)
     {CPU_AVX2, layernorm_avx2, quick_gelu_avx2, gelu_avx2, softmax_avx2, add_inplace_avx2,
-     attention_avx2},
+     attention_avx2, adler32_avx2},
     {CPU_AVX512, layernorm_avx512, quick_gelu_avx512, gelu_avx512, softmax_avx512,
-     add_inplace_avx512, attention_avx512},
+     add_inplace_avx512, attention_avx512, adler32_avx2},
+#endif
+#if defined(CLIP_KERNELS_ARM)
+    {CPU_NEON, layernorm_neon, quick_gelu_neon, gelu_neon, softmax_neon, add_inplace_neon,
+     attention_neon, adler32_neon},
 #endif
 };
 #define N_IMPLS ((int)(sizeof impls / sizeof impls[0]))
 
 /* The implementation of loop index i, or NULL when the CPU lacks its level. */
-static const impl *level_impl(int i) { return cpu_detect() < impls[i].level ? NULL : &impls[i]; }
+static const impl *level_impl(int i) { return cpu_level_usable(impls[i].level) ? &impls[i] : NULL; }
 
 /* The test of loop index _i is skipped (reported, not passed) when the CPU lacks its level. */
 #define IMPL_OR_SKIP(im)                                                                  \
@@ -78,7 +83,10 @@ static void fill(float *x, size_t n, float lo, float hi, unsigned *seed) {
 START_TEST(test_cpu_detect) {
     const cpu_level level = cpu_detect();
     ck_assert_int_ge(level, CPU_SCALAR);
-    ck_assert_int_le(level, CPU_AVX512);
+    ck_assert_int_lt(level, CPU_LEVEL_COUNT);
+    ck_assert(cpu_level_usable(level));
+    ck_assert(cpu_level_usable(CPU_SCALAR));
+    const unsigned features = cpu_features();
 #if defined(CLIP_KERNELS_X86) && defined(__GNUC__)
     /* libgcc's own cpuid + xgetbv reading is an independent opinion */
     __builtin_cpu_init();
@@ -89,18 +97,40 @@ START_TEST(test_cpu_detect) {
         expected = CPU_AVX512;
     ck_assert_msg(level == expected, "cpu_detect() = %s, libgcc says %s", cpu_level_name(level),
                   cpu_level_name(expected));
+    ck_assert(!cpu_level_usable(CPU_NEON));
+    ck_assert_uint_eq(features & CPU_FEAT_ASIMD, 0);
+    if (expected == CPU_AVX512)
+        ck_assert_msg(!(features & CPU_FEAT_AVX512_VNNI) == !__builtin_cpu_supports("avx512vnni"),
+                      "avx512_vnni: cpu_features and libgcc disagree");
+#elif defined(CLIP_KERNELS_ARM)
+    /* every aarch64 Linux CPU has ASIMD; the compiler assumes it too */
+#if !defined(__ARM_NEON)
+#error "aarch64 without __ARM_NEON"
+#endif
+    ck_assert_int_eq(level, CPU_NEON);
+    ck_assert(features & CPU_FEAT_ASIMD);
+    ck_assert(!cpu_level_usable(CPU_AVX2) && !cpu_level_usable(CPU_AVX512));
 #else
     ck_assert_int_eq(level, CPU_SCALAR);
 #endif
+    char names[128];
+    cpu_features_string(features, names, sizeof names);
+    printf("note: cpu_detect() = %s, features: %s\n", cpu_level_name(level), names);
+    ck_assert_str_eq(cpu_features_string(0, names, sizeof names), "none");
+    ck_assert_str_eq(cpu_features_string(CPU_FEAT_ASIMD | CPU_FEAT_DOTPROD | CPU_FEAT_BF16, names, sizeof names),
+                     "asimd dotprod bf16");
     ck_assert_str_eq(cpu_level_name(CPU_SCALAR), "scalar");
     ck_assert_str_eq(cpu_level_name(CPU_AVX2), "avx2");
     ck_assert_str_eq(cpu_level_name(CPU_AVX512), "avx512");
+    ck_assert_str_eq(cpu_level_name(CPU_NEON), "neon");
 
     kernels_init();
     kernels_init();
-    ck_assert_int_le(kernels_level(), level);
-    kernels_force(CPU_AVX512);
-    ck_assert_int_eq(kernels_level(), level);          /* clamped to what the CPU has */
+    ck_assert(cpu_level_usable(kernels_level()));
+    for (int l = 0; l < CPU_LEVEL_COUNT; l++) {     /* a level the CPU lacks gives the best */
+        kernels_force((cpu_level)l);
+        ck_assert_int_eq(kernels_level(), cpu_level_usable((cpu_level)l) ? (cpu_level)l : level);
+    }
     kernels_force(CPU_SCALAR);
     ck_assert_int_eq(kernels_level(), CPU_SCALAR);
     kernels_force(level);
@@ -112,11 +142,13 @@ END_TEST
 START_TEST(test_env_override) {
     const char *ck_fork = getenv("CK_FORK");
     if (ck_fork && strcmp(ck_fork, "no") == 0) TEST_SKIP("CLIP_CPU=%d: needs a process per test (CK_FORK=no)", _i);
-    static const char *values[] = {"scalar", "avx2", "avx512", "auto", "sse9"};
+    static const char *values[] = {"scalar", "avx2", "avx512", "neon", "auto", "sse9"};
+    static const int named[] = {CPU_SCALAR, CPU_AVX2, CPU_AVX512, CPU_NEON, -1, -1};
     const cpu_level best = cpu_detect();
-    const cpu_level expected[] = {CPU_SCALAR, CPU_AVX2 < best ? CPU_AVX2 : best, best, best, best};
+    /* a named level this CPU can run is taken; anything else gives the best */
+    const cpu_level expected = named[_i] >= 0 && cpu_level_usable((cpu_level)named[_i]) ? (cpu_level)named[_i] : best;
     setenv("CLIP_CPU", values[_i], 1);
-    ck_assert_msg(kernels_level() == expected[_i], "CLIP_CPU=%s gave %s", values[_i], cpu_level_name(kernels_level()));
+    ck_assert_msg(kernels_level() == expected, "CLIP_CPU=%s gave %s", values[_i], cpu_level_name(kernels_level()));
 }
 END_TEST
 
@@ -126,7 +158,7 @@ START_TEST(test_dispatch) {
     kernels_force(im->level);
     ck_assert_int_eq(kernels_level(), im->level);
 
-    enum { n = 77, dim = 45, n_tok = 9, d_model = 24, n_heads = 3 };
+    enum { n = 77, dim = 45, n_tok = 9, head_dim = 13 };
     unsigned seed = 7;
     float a[n], b[n], addend[n], g[dim], beta[dim], x[3 * dim];
     fill(a, n, -6, 6, &seed);
@@ -144,11 +176,13 @@ START_TEST(test_dispatch) {
     im->layernorm(y2, x, g, beta, 3, dim, 1e-5f);
     ck_assert(memcmp(y1, y2, sizeof y1) == 0);
 
-    float qkv[n_tok * 3 * d_model], o1[n_tok * d_model], o2[n_tok * d_model], scratch[n_tok];
-    fill(qkv, n_tok * 3 * d_model, -2, 2, &seed);
-    attention(o1, qkv, n_tok, n_tok, d_model, n_heads, 1, scratch);
-    im->attention(o2, qkv, n_tok, n_tok, d_model, n_heads, 1, scratch);
+    float qkv[n_tok * 3 * head_dim], o1[n_tok * head_dim], o2[n_tok * head_dim], scratch[n_tok];
+    fill(qkv, n_tok * 3 * head_dim, -2, 2, &seed);
+    attention(o1, qkv, n_tok, n_tok, head_dim, 1, scratch);
+    im->attention(o2, qkv, n_tok, n_tok, head_dim, 1, scratch);
     ck_assert(memcmp(o1, o2, sizeof o1) == 0);
+
+    ck_assert_uint_eq(adler32(1, qkv, sizeof qkv - 5), im->adler32(1, qkv, sizeof qkv - 5));
 
     kernels_force(cpu_detect());
 }
@@ -446,83 +480,83 @@ END_TEST
 
 /* ---- attention ---------------------------------------------------------------------- */
 
-/* out[t, h] = softmax(q k^T / sqrt(head_dim)) v, all in long double, written plainly.
- * cond[t * n_heads + h] = max_j sum_d |q_d k_jd| / sqrt(head_dim): the size of the terms
- * summed into a score, which bounds the rounding error any float computation makes in it. */
+/* out[t] = softmax(q k^T / sqrt(head_dim)) v, all in long double, written plainly.
+ * cond[t] = max_j sum_d |q_d k_jd| / sqrt(head_dim): the size of the terms summed into a
+ * score, which bounds the rounding error any float computation makes in it. */
 static void attention_naive(double *out, double *cond, const float *qkv, int n_tokens, int n_queries,
-                            int d_model, int n_heads, int causal) {
-    const int hd = d_model / n_heads;
+                            int hd, int causal) {
     long double *p = malloc(sizeof(long double) * n_tokens);
-    for (int t = 0; t < n_queries; t++)
-        for (int h = 0; h < n_heads; h++) {
-            const int n_keys = causal ? t + 1 : n_tokens;
-            long double max = -INFINITY, sum = 0, terms_max = 0;
-            for (int j = 0; j < n_keys; j++) {
-                long double dot = 0, terms = 0;
-                for (int d = 0; d < hd; d++) {
-                    const long double prod = (long double)qkv[(size_t)t * 3 * d_model + h * hd + d] *
-                                             qkv[(size_t)j * 3 * d_model + d_model + h * hd + d];
-                    dot += prod;
-                    terms += fabsl(prod);
-                }
-                p[j] = dot / sqrtl(hd);
-                if (p[j] > max) max = p[j];
-                if (terms > terms_max) terms_max = terms;
-            }
-            cond[t * n_heads + h] = (double)(terms_max / sqrtl(hd));
-            for (int j = 0; j < n_keys; j++) sum += p[j] = expl(p[j] - max);
+    const size_t row = 3 * (size_t)hd;
+    for (int t = 0; t < n_queries; t++) {
+        const int n_keys = causal ? t + 1 : n_tokens;
+        long double max = -INFINITY, sum = 0, terms_max = 0;
+        for (int j = 0; j < n_keys; j++) {
+            long double dot = 0, terms = 0;
             for (int d = 0; d < hd; d++) {
-                long double acc = 0;
-                for (int j = 0; j < n_keys; j++) acc += p[j] * qkv[(size_t)j * 3 * d_model + 2 * d_model + h * hd + d];
-                out[(size_t)t * d_model + h * hd + d] = (double)(acc / sum);
+                const long double prod = (long double)qkv[t * row + d] * qkv[j * row + hd + d];
+                dot += prod;
+                terms += fabsl(prod);
             }
+            p[j] = dot / sqrtl(hd);
+            if (p[j] > max) max = p[j];
+            if (terms > terms_max) terms_max = terms;
         }
+        cond[t] = (double)(terms_max / sqrtl(hd));
+        for (int j = 0; j < n_keys; j++) sum += p[j] = expl(p[j] - max);
+        for (int d = 0; d < hd; d++) {
+            long double acc = 0;
+            for (int j = 0; j < n_keys; j++) acc += p[j] * qkv[j * row + 2 * hd + d];
+            out[(size_t)t * hd + d] = (double)(acc / sum);
+        }
+    }
     free(p);
 }
 
 /* head_dim 1 .. 100, chosen so every tail length of the SIMD blocks (16 and 64 columns
- * for AVX-512, 8 and 32 for AVX2) occurs; q and k in [-qk_range, qk_range]. */
-typedef struct { int n_tokens, n_queries, d_model, n_heads; float qk_range; } attn_case;
+ * for AVX-512, 8 and 32 for AVX2, 4 and 16 for NEON) occurs, and 1, 7, 63, 65 tokens;
+ * q and k in [-qk_range, qk_range]. */
+typedef struct { int n_tokens, n_queries, head_dim; float qk_range; } attn_case;
 static const attn_case attn_cases[] = {
-    {1, 1, 64, 1, 1},      {2, 2, 8, 2, 1},       {7, 7, 96, 3, 2},      {5, 5, 5, 1, 1},
-    {9, 4, 21, 3, 2},      {13, 13, 195, 3, 1},   {17, 5, 240, 3, 1.5f}, {33, 33, 144, 3, 1},
-    {50, 1, 768, 12, 1},   {77, 77, 512, 8, 1},   {65, 65, 128, 2, 4},   {31, 30, 62, 2, 3},
-    {197, 1, 192, 3, 1},   {40, 40, 36, 4, 6},    {11, 11, 120, 3, 1},   {6, 6, 114, 2, 1},
-    {10, 7, 200, 2, 1},    {12, 12, 60, 3, 2},
+    {1, 1, 64, 1},     {2, 2, 4, 1},     {7, 7, 32, 2},    {5, 5, 5, 1},     {9, 4, 7, 2},
+    {13, 13, 65, 1},   {17, 5, 80, 1.5f}, {33, 33, 48, 1}, {50, 1, 64, 1},   {77, 77, 64, 1},
+    {65, 65, 64, 4},   {31, 30, 31, 3},  {197, 1, 64, 1},  {40, 40, 9, 6},   {11, 11, 40, 1},
+    {6, 6, 57, 2},     {10, 7, 100, 1},  {12, 12, 20, 3},  {63, 63, 1, 2},   {7, 3, 2, 1},
+    {64, 64, 3, 1},    {3, 3, 6, 1},     {8, 8, 17, 2},    {5, 2, 18, 1},    {4, 4, 19, 1},
 };
 #define N_ATTN ((int)(sizeof attn_cases / sizeof attn_cases[0]))
 
-static void run_attention_cases(void (*fn)(float *, const float *, int, int, int, int, int, float *),
+static void run_attention_cases(void (*fn)(float *, const float *, int, int, int, int, float *),
                                 const char *name) {
     unsigned seed = 51;
     for (int c = 0; c < N_ATTN; c++)
         for (int causal = 0; causal < 2; causal++) {
             const attn_case ac = attn_cases[c];
-            const size_t n_qkv = (size_t)ac.n_tokens * 3 * ac.d_model, n_out = (size_t)ac.n_queries * ac.d_model;
+            const int hd = ac.head_dim;
+            const size_t n_qkv = (size_t)ac.n_tokens * 3 * hd, n_out = (size_t)ac.n_queries * hd;
             float *qkv = malloc(sizeof(float) * n_qkv), *out = alloc_guarded(n_out);
             float *scratch = alloc_guarded((size_t)ac.n_tokens);
             double *ref = malloc(sizeof(double) * n_out);
-            double *cond = malloc(sizeof(double) * ac.n_queries * ac.n_heads);
+            double *cond = malloc(sizeof(double) * ac.n_queries);
             /* q and k scaled up make some rows of weights sharply peaked */
             for (int t = 0; t < ac.n_tokens; t++) {
-                float *row = qkv + (size_t)t * 3 * ac.d_model;
-                fill(row, 2 * (size_t)ac.d_model, -ac.qk_range, ac.qk_range, &seed);
-                fill(row + 2 * ac.d_model, (size_t)ac.d_model, -1, 1, &seed);
+                float *row = qkv + (size_t)t * 3 * hd;
+                fill(row, 2 * (size_t)hd, -ac.qk_range, ac.qk_range, &seed);
+                fill(row + 2 * hd, (size_t)hd, -1, 1, &seed);
             }
-            attention_naive(ref, cond, qkv, ac.n_tokens, ac.n_queries, ac.d_model, ac.n_heads, causal);
-            fn(out, qkv, ac.n_tokens, ac.n_queries, ac.d_model, ac.n_heads, causal, scratch);
+            attention_naive(ref, cond, qkv, ac.n_tokens, ac.n_queries, hd, causal);
+            fn(out, qkv, ac.n_tokens, ac.n_queries, hd, causal, scratch);
             check_guard(out, n_out, "attention out");
             check_guard(scratch, (size_t)ac.n_tokens, "attention scratch");
             /* Values lie in [-1, 1] and the output is their weighted mean, so the bound is
              * absolute: an error d in the scores moves the weights by d relative, the
              * output by at most ~d. d is a few ulp of the score terms (cond). */
             for (size_t i = 0; i < n_out; i++) {
-                const int t = (int)(i / ac.d_model), h = (int)(i % ac.d_model) / (ac.d_model / ac.n_heads);
-                const double tol = 2e-6 + 2 * FLT_EPSILON * cond[t * ac.n_heads + h];
+                const int t = (int)(i / hd);
+                const double tol = 2e-6 + 2 * FLT_EPSILON * cond[t];
                 ck_assert_msg(fabs(out[i] - ref[i]) <= tol,
-                              "%s attention %d tokens, %d queries, d_model %d, %d heads, causal %d: [%zu] %.9g, "
-                              "expected %.9g (tolerance %.3g)", name, ac.n_tokens, ac.n_queries, ac.d_model,
-                              ac.n_heads, causal, i, out[i], ref[i], tol);
+                              "%s attention %d tokens, %d queries, head_dim %d, causal %d: [%zu] %.9g, "
+                              "expected %.9g (tolerance %.3g)", name, ac.n_tokens, ac.n_queries, hd,
+                              causal, i, out[i], ref[i], tol);
             }
             free(qkv), free(out), free(scratch), free(ref), free(cond);
         }
@@ -539,7 +573,7 @@ Suite *suite(void) {
     TCase *tc = tcase_create("kernels");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cpu_detect);
-    tcase_add_loop_test(tc, test_env_override, 0, 5);
+    tcase_add_loop_test(tc, test_env_override, 0, 6);
     tcase_add_loop_test(tc, test_dispatch, 0, N_IMPLS);
     tcase_add_test(tc, test_layernorm_scalar_vs_double);
     tcase_add_loop_test(tc, test_layernorm_simd, 1, N_IMPLS);

@@ -65,7 +65,7 @@ class ThreadsAndBatches(unittest.TestCase):
 
     def test_info_names_the_matmul(self):
         native = run("info", self.model, "-t", "2").stdout.decode()
-        self.assertRegex(native, r"matmul:\s+(avx512|avx2|scalar)\S* .*2 threads")
+        self.assertRegex(native, r"matmul:\s+(avx512|avx2|neon|scalar)\S* .*2 threads")
         blas = run("info", self.model, "--gemm", "openblas").stdout.decode()
         self.assertRegex(blas, r"matmul:\s+openblas")
         bad = run("embed-image", self.model, self.pres[0], "-o", os.path.join(self.tmp.name, "x.npy"),

@@ -76,8 +76,9 @@ int cmd_info(args *a) {
     }
     printf("checksums:    every tensor verified\n");
     print_weight_types(a->pos[0]);
-    printf("kernels:      %s (CPU supports %s)\n", cpu_level_name(kernels_level()),
-           cpu_level_name(cpu_detect()));
+    char features[128];
+    printf("kernels:      %s (CPU supports %s; features: %s)\n", cpu_level_name(kernels_level()),
+           cpu_level_name(cpu_detect()), cpu_features_string(cpu_features(), features, sizeof features));
     printf("matmul:       %s%s, %d threads\n", clip_context_gemm(s.ctx),
            strcmp(clip_context_gemm(s.ctx), "openblas") ? " (native; --gemm openblas: OpenBLAS)" : "",
            clip_context_threads(s.ctx));

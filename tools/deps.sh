@@ -1,12 +1,17 @@
 #!/bin/sh
 # deps.sh - make sure the system packages clip.c needs are present.
-# Usage: tools/deps.sh build|test|fuzz|bench|train
+# Usage: tools/deps.sh build|test|fuzz|bench|train|arm
 #   build: a C compiler, make, stb_image (+ stb_image_write), SQLite. No BLAS (see below).
 #   test: Check, Python 3 with PIL, regex, PyTorch and numpy at /usr/bin/python3, and
 #         OpenBLAS's runtime library: every test runs, none is skipped for a missing package.
 #   train: Debian's PyTorch, numpy and PIL for /usr/bin/python3 (make demo-model).
 #   fuzz: what `make test` needs beyond the unit tests: clang with libFuzzer and the
 #         sanitizer runtimes (make fuzz), valgrind (make valgrind).
+#   arm: building for aarch64 on another machine and running it there under qemu (make arm64
+#        and the arm64 stage of make test): the cross compiler and C library, qemu-user, and
+#        Check for arm64 through Debian's multiarch (check:arm64; the arm64 architecture is
+#        added to dpkg first), SQLite and OpenBLAS's runtime for arm64 (--gemm openblas under qemu).
+#        On an aarch64 machine the native packages do instead.
 # Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise
 # prints one line naming the packages to install and fails.
 set -u
@@ -16,7 +21,8 @@ check_pkg() { # package, test command
 }
 # The build needs no BLAS at all: OpenBLAS is opened at run time (dlopen) for `--gemm
 # openblas` only, so only its runtime library matters, and only where that is used.
-have_openblas='for f in /usr/lib/*/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0; do [ -e "$f" ] && exit 0; done; exit 1'
+# this machine's own (not another architecture's, e.g. arm64's for the qemu tests)
+have_openblas='for f in /usr/lib/$(cc -dumpmachine)/libopenblas.so.0 /usr/lib/libopenblas.so.0 /usr/lib64/libopenblas.so.0; do [ -e "$f" ] && exit 0; done; exit 1'
 check_pkg libstb-dev 'test -f /usr/include/stb/stb_image.h && test -f /usr/include/stb/stb_image_write.h'
 check_pkg libsqlite3-dev 'test -f /usr/include/sqlite3.h'
 check_pkg make 'command -v make'
@@ -47,6 +53,17 @@ case "${1:-build}" in
            check_pkg valgrind 'command -v valgrind' ;;
     bench) check_pkg hyperfine 'command -v hyperfine'
            check_pkg python3 'command -v python3' ;;
+    arm)   if [ "$(uname -m)" != aarch64 ]; then
+               check_pkg gcc-aarch64-linux-gnu 'command -v aarch64-linux-gnu-gcc'
+               check_pkg binutils-aarch64-linux-gnu 'command -v aarch64-linux-gnu-objdump'
+               check_pkg libc6-dev-arm64-cross 'test -f /usr/aarch64-linux-gnu/include/stdio.h'
+               check_pkg qemu-user 'command -v qemu-aarch64'
+               check_pkg check:arm64 'test -f /usr/lib/aarch64-linux-gnu/libcheck_pic.a'
+               check_pkg libsubunit-dev:arm64 'test -f /usr/lib/aarch64-linux-gnu/libsubunit.a'
+               check_pkg libsqlite3-dev:arm64 'test -f /usr/lib/aarch64-linux-gnu/libsqlite3.so'
+               # the tests compare --gemm openblas with the native kernels under qemu too
+               check_pkg libopenblas0:arm64 'test -e /usr/lib/aarch64-linux-gnu/libopenblas.so.0'
+           fi ;;
     train) check_pkg python3-torch '/usr/bin/python3 -c "import torch"'
            check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
            check_pkg python3-pil '/usr/bin/python3 -c "import PIL"' ;;
@@ -57,6 +74,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     # Another apt-get may hold the lock (make -j runs two deps steps at once): wait for it.
     wait_lock="-o DPkg::Lock::Timeout=600"
+    # Packages of another architecture (check:arm64) need it known to dpkg and its index.
+    case "$need" in *:arm64*)
+        dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;;
+    esac
     if ! apt-get install $wait_lock -y -qq $need >/dev/null 2>&1; then
         apt-get $wait_lock update -qq >/dev/null 2>&1
         apt-get install $wait_lock -y -qq $need >/dev/null || { echo "deps: apt-get install$need failed" >&2; exit 1; }
