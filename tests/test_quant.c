@@ -36,6 +36,9 @@ static float hw_from_f16(uint16_t h) { (void)h; return 0; }
 
 #define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 
+/* aligned_alloc wants a size that is a multiple of the alignment (a q8_0 block is 544 bytes). */
+static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
+
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
 START_TEST(test_f16_against_f16c) {
@@ -99,7 +102,7 @@ START_TEST(test_quantization_error_bounds) {
     for (int i = 0; i < k; i++) w[3 * k + i] = 0;                   /* an all-zero row */
     gemm_type types[] = {GEMM_Q8_0, GEMM_Q4_0, GEMM_F16, GEMM_BF16};
     for (int ti = 0; ti < COUNT(types); ti++) {
-        void *packed = aligned_alloc(64, gemm_packed_bytes(types[ti], n, k));
+        void *packed = alloc64(gemm_packed_bytes(types[ti], n, k));
         gemm_weight pw;
         ck_assert_int_eq(gemm_pack(&pw, packed, types[ti], w, n, k), 0);
         for (int j = 0; j < n; j++) {
@@ -177,7 +180,7 @@ START_TEST(test_products_every_type_and_level) {
             for (int i = 0; i < s.m * s.k; i++) x[i] = test_rand(&seed);
             for (int i = 0; i < s.n * s.k; i++) w[i] = test_rand(&seed) * 0.1f;
             for (int i = 0; i < s.n; i++) bias[i] = test_rand(&seed);
-            void *packed = aligned_alloc(64, gemm_packed_bytes(types[ti], s.n, s.k) + 64);
+            void *packed = alloc64(gemm_packed_bytes(types[ti], s.n, s.k));
             gemm_weight pw;
             gemm_pack(&pw, packed, types[ti], w, s.n, s.k);
             double *ref = malloc(sizeof(double) * s.m * s.n), *mag = malloc(sizeof(double) * s.m * s.n);
@@ -227,7 +230,7 @@ START_TEST(test_products_close_to_f32) {
     gemm_type types[] = {GEMM_F32, GEMM_F16, GEMM_BF16, GEMM_Q8_0, GEMM_Q4_0};
     const double min_cosine[] = {1, 0.9999999, 0.99999, 0.9999, 0.995};
     for (int ti = 0; ti < COUNT(types); ti++) {
-        void *packed = aligned_alloc(64, gemm_packed_bytes(types[ti], n, k));
+        void *packed = alloc64(gemm_packed_bytes(types[ti], n, k));
         void *work = malloc(gemm_work_bytes(types[ti], m, k) + 1);
         gemm_weight pw;
         gemm_pack(&pw, packed, types[ti], w, n, k);
