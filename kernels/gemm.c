@@ -126,6 +126,10 @@ static const gemm_ukernel ukernels[] = {
     {"scalar q4_0 4x16", CPU_SCALAR, GEMM_Q4_0, 4, 16, gemm_q4_0_scalar_4x16, 0},
 #if defined(CLIP_KERNELS_X86)
     {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16, 0},
+    {"avx2 f16 6x16", CPU_AVX2, GEMM_F16, 6, 16, gemm_f16_avx2_6x16, 0},
+    {"avx2 bf16 6x16", CPU_AVX2, GEMM_BF16, 6, 16, gemm_bf16_avx2_6x16, 0},
+    {"avx2 q8_0 4x16", CPU_AVX2, GEMM_Q8_0, 4, 16, gemm_q8_0_avx2_4x16, 0},
+    {"avx2 q4_0 4x16", CPU_AVX2, GEMM_Q4_0, 4, 16, gemm_q4_0_avx2_4x16, 0},
     {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32, 0},
     {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32, 0},
     {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
