@@ -270,7 +270,12 @@ static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
     native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch, {0}};
     if (gemm_work_bytes(op->w->type, op->m, k)) {           /* int8 products: quantize x once */
         q8_act_init(&job.xq, op->work, op->m, k);
-        q8_act_quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
+        void (*quantize)(q8_act *, const float *, size_t, int, int, int) = q8_act_quantize;
+#if defined(CLIP_KERNELS_X86)
+        if (usable(level) == CPU_AVX512) quantize = q8_act_quantize_avx512;
+        else if (usable(level) == CPU_AVX2) quantize = q8_act_quantize_avx2;
+#endif
+        quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
         job.kc = job.xq.n_blocks * QK;                       /* the padded k */
     }
     /* k chunks of equal size (a multiple of 16 where possible); a product of at most one

@@ -172,3 +172,38 @@ static inline __attribute__((always_inline)) void int_dispatch(const gemm_tile *
 
 void gemm_q8_0_avx2_4x16(const gemm_tile *t) { int_dispatch(t, 0); }
 void gemm_q4_0_avx2_4x16(const gemm_tile *t) { int_dispatch(t, 1); }
+
+/* ---- Activation rows quantized per block of 32 (quant.h, q8_act_quantize) -----------------
+ * The same elementwise operations as the scalar version, so the same bytes: max |x| (max_ps
+ * with the new value first skips a NaN as fmaxf does), one division, x * (127 / max) rounded
+ * to nearest even by vcvtps2dq (the default rounding mode, as nearbyintf), max / 127. The
+ * int32 -> int8 step keeps the low byte (AND, then unsigned packs that cannot saturate), as
+ * the scalar cast does: equal for -127..127, and a NaN or infinite x (0x80000000) gives 0
+ * there too, where signed packs would give -128. */
+void q8_act_quantize_avx2(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k) {
+    const __m256 no_sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);   /* undo the packs' lane interleave */
+    for (int r = row0; r < row0 + n_rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        for (int b = 0; b < a->n_blocks; b++) {
+            const int p0 = b * QK;
+            __m256 v[4], mx = _mm256_setzero_ps();
+            for (int j = 0; j < 4; j++) {
+                v[j] = _mm256_maskload_ps(xr + p0 + 8 * j, lanes8(k - p0 - 8 * j));
+                mx = _mm256_max_ps(_mm256_and_ps(v[j], no_sign), mx);
+            }
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+            const float amax = _mm_cvtss_f32(m4);
+            const __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+            __m256i i[4];
+            for (int j = 0; j < 4; j++)
+                i[j] = _mm256_and_si256(_mm256_cvtps_epi32(_mm256_mul_ps(v[j], inv)), _mm256_set1_epi32(0xff));
+            const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(i[0], i[1]), _mm256_packus_epi32(i[2], i[3]));
+            _mm256_storeu_si256((__m256i *)(a->q + ((size_t)r * a->n_blocks + b) * QK),
+                                _mm256_permutevar8x32_epi32(bytes, order));
+            a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+        }
+    }
+}

@@ -182,3 +182,28 @@ static inline VNNI __attribute__((always_inline)) void int_dispatch(const gemm_t
 
 VNNI void gemm_q8_0_avx512vnni_6x32(const gemm_tile *t) { int_dispatch(t, 0); }
 VNNI void gemm_q4_0_avx512vnni_6x32(const gemm_tile *t) { int_dispatch(t, 1); }
+
+/* ---- Activation rows quantized per block of 32 (quant.h, q8_act_quantize) -----------------
+ * The same elementwise operations as the scalar version, so the same bytes: max |x| (max_ps
+ * with the new value first skips a NaN as fmaxf does), one division, x * (127 / max) rounded
+ * to nearest even by vcvtps2dq (the default rounding mode, as nearbyintf), max / 127. */
+void q8_act_quantize_avx512(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k) {
+    const __m512 no_sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int r = row0; r < row0 + n_rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        for (int b = 0; b < a->n_blocks; b++) {
+            const int p0 = b * QK, left = k - p0;
+            const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            const __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, xr + p0), v1 = _mm512_maskz_loadu_ps(m1, xr + p0 + 16);
+            __m512 mx = _mm512_max_ps(_mm512_and_ps(v0, no_sign), _mm512_setzero_ps());
+            mx = _mm512_max_ps(_mm512_and_ps(v1, no_sign), mx);
+            const float amax = _mm512_reduce_max_ps(mx);
+            const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+            int8_t *q = a->q + ((size_t)r * a->n_blocks + b) * QK;
+            _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv))));
+            _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv))));
+            a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+        }
+    }
+}
