@@ -125,13 +125,17 @@ static const gemm_ukernel ukernels[] = {
     {"scalar q4_0 4x16", CPU_SCALAR, GEMM_Q4_0, 4, 16, gemm_q4_0_scalar_4x16, 0},
 #if defined(CLIP_KERNELS_X86)
     {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16, 0},
+    {"avx2 f16 6x16", CPU_AVX2, GEMM_F16, 6, 16, gemm_f16_avx2_6x16, 0},
+    {"avx2 bf16 6x16", CPU_AVX2, GEMM_BF16, 6, 16, gemm_bf16_avx2_6x16, 0},
+    {"avx2 q8_0 4x16", CPU_AVX2, GEMM_Q8_0, 4, 16, gemm_q8_0_avx2_4x16, 0},
+    {"avx2 q4_0 4x16", CPU_AVX2, GEMM_Q4_0, 4, 16, gemm_q4_0_avx2_4x16, 0},
     {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32, 0},
     {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32, 0},
     {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
-    {"avx512 f16 8x16", CPU_AVX512, GEMM_F16, 8, 16, gemm_f16_avx512_8x16, 0},
-    {"avx512 bf16 8x16", CPU_AVX512, GEMM_BF16, 8, 16, gemm_bf16_avx512_8x16, 0},
-    {"avx512-vnni q8_0 8x16", CPU_AVX512, GEMM_Q8_0, 8, 16, gemm_q8_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
-    {"avx512-vnni q4_0 8x16", CPU_AVX512, GEMM_Q4_0, 8, 16, gemm_q4_0_avx512vnni_8x16, GEMM_NEEDS_VNNI},
+    {"avx512 f16 8x32", CPU_AVX512, GEMM_F16, 8, 32, gemm_f16_avx512_8x32, 0},
+    {"avx512 bf16 8x32", CPU_AVX512, GEMM_BF16, 8, 32, gemm_bf16_avx512_8x32, 0},
+    {"avx512-vnni q8_0 6x32", CPU_AVX512, GEMM_Q8_0, 6, 32, gemm_q8_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q4_0 6x32", CPU_AVX512, GEMM_Q4_0, 6, 32, gemm_q4_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
 #endif
 #if defined(CLIP_KERNELS_ARM)
     {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16, 0},
@@ -266,7 +270,12 @@ static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
     native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch, {0}};
     if (gemm_work_bytes(op->w->type, op->m, k)) {           /* int8 products: quantize x once */
         q8_act_init(&job.xq, op->work, op->m, k);
-        q8_act_quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
+        void (*quantize)(q8_act *, const float *, size_t, int, int, int) = q8_act_quantize;
+#if defined(CLIP_KERNELS_X86)
+        if (usable(level) == CPU_AVX512) quantize = q8_act_quantize_avx512;
+        else if (usable(level) == CPU_AVX2) quantize = q8_act_quantize_avx2;
+#endif
+        quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
         job.kc = job.xq.n_blocks * QK;                       /* the padded k */
     }
     /* k chunks of equal size (a multiple of 16 where possible); a product of at most one

@@ -3,7 +3,7 @@
  *
  *   x: [m, k]  row-major float32     (activations: m = tokens, or tokens x batch)
  *   W: [n, k]  logically PyTorch's [out, in]; stored PACKED (below), in one of the
- *              weight types of gemm_type (f32 now; f16, bf16, q8_0, q4_0 reserved)
+ *              weight types of gemm_type (f32, f16, bf16, q8_0, q4_0)
  *   y: [m, n]  row-major float32     y = act(x W^T + b)  or, accumulating,  y += x W^T + b
  *
  * ---- The packed layout ----------------------------------------------------------------
@@ -16,14 +16,14 @@
  *     broadcast x[i][p]; load panel[p][0..15]; acc[i] += x[i][p] * panel[p]   (FMA)
  * with no horizontal reduction anywhere: each accumulator lane is one output.
  *
- * Other weight types keep the same panel idea with their own k step (gemm_type_info):
+ * Other weight types keep the same panel idea with their own k step (gemm_type_info; quant.h):
  *   f16 / bf16: [k][16] 2-byte values, converted to f32 before the FMA.
- *   q8_0 (planned): k in blocks of 32; per block, 16 scales (f16, one per feature: 32
+ *   q8_0: k in blocks of 32; per block, 16 scales (f16, one per feature: 32
  *     bytes), then the block's 32 x 16 int8 values in groups of 4 k steps:
  *     [8 groups][16 features][4 int8] (512 bytes), so one 64-byte line is the 4-step
  *     group of all 16 features: the operand of one vpdpbusd (AVX-512 VNNI), two AVX2
  *     maddubs, or four NEON sdot. 544 bytes per block of 32 k (8.5 bits per weight).
- *   q4_0 (planned): the same with 4-bit values, two features' nibbles per byte.
+ *   q4_0: the same with 4-bit values, two features' nibbles per byte.
  *
  * ---- Exact order -----------------------------------------------------------------------
  * Every output is ONE float accumulator updated in ascending k order:
@@ -60,13 +60,13 @@ typedef enum { GEMM_NATIVE = 0, GEMM_OPENBLAS = 1 } gemm_backend;
 typedef enum { GEMM_ACT_NONE = 0, GEMM_ACT_QUICK_GELU = 1, GEMM_ACT_GELU = 2 } gemm_activation;
 
 /* Weight element types. The codes are the low byte of a tensor's dtype in the .clip file
- * (docs/FORMAT.md). Only GEMM_F32 has kernels so far; the others are reserved. */
+ * (docs/FORMAT.md). Layouts and exact orders of the types beyond f32: kernels/quant.h. */
 typedef enum {
     GEMM_F32 = 0,
-    GEMM_F16 = 1,      /* reserved */
-    GEMM_BF16 = 2,     /* reserved */
-    GEMM_Q8_0 = 8,     /* reserved: blocks of 32 int8 + one f16 scale per feature */
-    GEMM_Q4_0 = 9,     /* reserved: blocks of 32 4-bit values + one f16 scale per feature */
+    GEMM_F16 = 1,      /* IEEE half */
+    GEMM_BF16 = 2,     /* bfloat16 */
+    GEMM_Q8_0 = 8,     /* blocks of 32 int8 + one f16 scale per feature */
+    GEMM_Q4_0 = 9,     /* blocks of 32 4-bit values + one f16 scale per feature */
 } gemm_type;
 
 #define GEMM_PANEL 16          /* output features per panel */
@@ -93,7 +93,8 @@ typedef struct {
 size_t gemm_panel_bytes(gemm_type type, int k);
 size_t gemm_packed_bytes(gemm_type type, int n, int k);
 /* Pack a row-major f32 W [n, k] into dst (gemm_packed_bytes, 64-byte aligned) as `type`
- * (GEMM_F32 only for now); fills *out to describe it. 0, or -1 for an unsupported type. */
+ * (any type of gemm_type; quant_pack for those beyond f32); fills *out to describe it.
+ * 0, or -1 for an unsupported type. */
 int gemm_pack(gemm_weight *out, void *dst, gemm_type type, const float *w, int n, int k);
 /* Describe panels already packed (e.g. straight from the mapped .clip file). */
 gemm_weight gemm_weight_packed(gemm_type type, const void *panels, int n, int k);

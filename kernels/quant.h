@@ -76,10 +76,15 @@ typedef struct {
 size_t q8_act_bytes(int m, int k);     /* scratch for q8_act_init */
 void q8_act_init(q8_act *a, void *scratch, int m, int k);
 void q8_act_quantize(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
+/* The same bytes with AVX2 / AVX-512 (quant_avx2.c, quant_avx512.c); the driver picks by level. */
+void q8_act_quantize_avx2(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
+void q8_act_quantize_avx512(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
 
 /* ---- Scalar reference micro-kernels (any m, n; the order of the comment above) -------- */
 gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x16, gemm_q4_0_scalar_4x16;
+/* AVX2 + FMA + F16C (kernels/quant_avx2.c); the int8 ones with vpmaddubsw, no VNNI. */
+gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_bf16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
 /* AVX-512 (kernels/quant_avx512.c); the int8 ones need AVX-512 VNNI (GEMM_NEEDS_VNNI). */
-gemm_ukernel_fn gemm_f16_avx512_8x16, gemm_bf16_avx512_8x16, gemm_q8_0_avx512vnni_8x16, gemm_q4_0_avx512vnni_8x16;
+gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_bf16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
 
 #endif

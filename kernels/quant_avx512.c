@@ -1,61 +1,102 @@
 /* quant_avx512.c - AVX-512 micro-kernels of the weight types beyond f32 (kernels/quant.h),
- * tiles of up to 8 rows x 16 features (one panel). Each reproduces its scalar reference in
- * quant.c bit for bit: the same float operations per output in the same order.
+ * tiles of up to MR rows x 32 features (two panels). Each reproduces its scalar reference
+ * in quant.c bit for bit: the same float operations per output in the same order.
  *
- *   f16 / bf16: per k step, the panel's 16 values converted to floats (vcvtph2ps, or a
- *     16-bit shift for bf16), then one FMA per row against the broadcast x value.
- *   q8_0 / q4_0 (AVX-512 VNNI): per block of 32 k steps, 8 groups of 4; per group one
- *     64-byte line of weights (q4_0: half a line of nibbles, unpacked with AND / shift) and
- *     per row one vpdpbusd of 4 broadcast activation bytes against it. vpdpbusd multiplies
- *     unsigned by signed bytes, so the activations enter as x + 128 (an XOR of the sign
- *     bit) and 128 x (sum of the block's weights), one more vpdpbusd per group for all rows,
- *     is subtracted: the int32 block sums are exact, as in the scalar reference. Then
- *     acc = fma((float)isum, dx * dw, acc) per block.
+ *   f16 / bf16 (HALF_MR x 32): per k step, each panel's 16 values converted to floats
+ *     (vcvtph2ps, or a 16-bit shift for bf16), then one FMA per row and panel against the
+ *     broadcast x value: the f32 8x32 kernel's shape with a conversion in front.
+ *   q8_0 / q4_0 (AVX-512 VNNI, INT_MR x 32): per block of 32 k steps, 8 groups of 4; per
+ *     group and panel one 64-byte line of weights (q4_0: half a line of nibbles, unpacked
+ *     with AND / shift) and per row one vpdpbusd of 4 broadcast activation bytes against
+ *     it. vpdpbusd multiplies unsigned by signed bytes, so the activations enter as x + 128
+ *     (an XOR of the sign bit) and 128 x (sum of the block's weights), one more vpdpbusd
+ *     per group and panel for all rows, is subtracted: the int32 block sums are exact, as
+ *     in the scalar reference. Then acc = fma((float)isum, dx * dw, acc) per block.
+ *
+ * Why two panels and compile-time row counts: the accumulators only stay in registers
+ * when the loops over rows and panels have constant bounds (a switch on m and on the
+ * panel count instantiates each case), and two panels share each broadcast x (and, for
+ * the int8 types, its XOR) between two FMAs / dot products.
  */
 #include <immintrin.h>
 #include <string.h>
 
 #include "quant.h"
 
-#define MR 8
+#define HALF_MR 8
+#define INT_MR 6
+#define MAX_NP 2              /* panels per tile */
 
-static __m512 start_row(const gemm_tile *t, int i) {
-    const __mmask16 cols = (__mmask16)((1u << t->n) - 1);
-    __m512 acc = t->load_y ? _mm512_maskz_loadu_ps(cols, t->y + (size_t)i * t->ldy) : _mm512_setzero_ps();
+static inline __mmask16 panel_mask(int n, int j) {
+    const int cols = n - 16 * j;
+    return cols >= 16 ? (__mmask16)0xffff : cols <= 0 ? 0 : (__mmask16)((1u << cols) - 1);
+}
+
+static inline __m512 start_acc(const gemm_tile *t, int i, int j) {
+    const __mmask16 cols = panel_mask(t->n, j);
+    __m512 acc = t->load_y ? _mm512_maskz_loadu_ps(cols, t->y + (size_t)i * t->ldy + 16 * j) : _mm512_setzero_ps();
     if (t->bias) {
-        const __m512 b = _mm512_maskz_loadu_ps(cols, t->bias);
+        const __m512 b = _mm512_maskz_loadu_ps(cols, t->bias + 16 * j);
         acc = t->load_y ? _mm512_add_ps(acc, b) : b;
     }
     return acc;
 }
 
-static void store_rows(const gemm_tile *t, const __m512 *acc) {
-    const __mmask16 cols = (__mmask16)((1u << t->n) - 1);
-    for (int i = 0; i < t->m; i++) _mm512_mask_storeu_ps(t->y + (size_t)i * t->ldy, cols, acc[i]);
+static inline void store_acc(const gemm_tile *t, int i, int j, __m512 acc) {
+    _mm512_mask_storeu_ps(t->y + (size_t)i * t->ldy + 16 * j, panel_mask(t->n, j), acc);
 }
 
-/* f16 and bf16 panels: [k][16] 2-byte values. One panel per call (n <= 16). */
+/* ---- f16 and bf16 panels: [k][16] 2-byte values ------------------------------------------ */
 static inline __m512 half_line(const uint16_t *p, int is_f16) {
     const __m256i h = _mm256_loadu_si256((const __m256i *)p);
     return is_f16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-static void half_tile(const gemm_tile *t, int is_f16) {
-    __m512 acc[MR];
-    for (int i = 0; i < t->m; i++) acc[i] = start_row(t, i);
-    const uint16_t *w = t->w;
+static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, const int mr, const int np,
+                                                            const int is_f16) {
+    __m512 acc[HALF_MR][MAX_NP];
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) acc[i][j] = start_acc(t, i, j);
+    const uint16_t *w0 = t->w, *w1 = (const uint16_t *)((const char *)t->w + t->panel_bytes);
+    const float *x = t->x;
+    const size_t ldx = t->ldx;
+    const char *next = t->next_w;       /* the next tile's panels: one 32-byte step a k */
     for (int p = 0; p < t->k; p++) {
-        const __m512 wv = half_line(w + (size_t)p * GEMM_PANEL, is_f16);
-        for (int i = 0; i < t->m; i++)
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(t->x[(size_t)i * t->ldx + p]), wv, acc[i]);
+        if (next && p % 2 == 0) {
+            _mm_prefetch(next + (size_t)p * 32, _MM_HINT_T1);
+            if (np > 1) _mm_prefetch(next + t->panel_bytes + (size_t)p * 32, _MM_HINT_T1);
+        }
+        __m512 wv[MAX_NP];
+        wv[0] = half_line(w0 + (size_t)p * GEMM_PANEL, is_f16);
+        if (np > 1) wv[1] = half_line(w1 + (size_t)p * GEMM_PANEL, is_f16);
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++) {
+            const __m512 a = _mm512_set1_ps(x[i * ldx + p]);
+#pragma GCC unroll 2
+            for (int j = 0; j < np; j++) acc[i][j] = _mm512_fmadd_ps(a, wv[j], acc[i][j]);
+        }
     }
-    store_rows(t, acc);
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) store_acc(t, i, j, acc[i][j]);
 }
 
-/* The driver hands a tile of up to NR = 16 columns: one panel. */
-void gemm_f16_avx512_8x16(const gemm_tile *t) { half_tile(t, 1); }
-void gemm_bf16_avx512_8x16(const gemm_tile *t) { half_tile(t, 0); }
+#define HALF_CASE(mr) case mr: if (two) half_tile(t, mr, 2, is_f16); else half_tile(t, mr, 1, is_f16); break;
+static inline __attribute__((always_inline)) void half_dispatch(const gemm_tile *t, const int is_f16) {
+    const int two = t->n > 16;
+    switch (t->m) {
+    HALF_CASE(1) HALF_CASE(2) HALF_CASE(3) HALF_CASE(4) HALF_CASE(5) HALF_CASE(6) HALF_CASE(7) HALF_CASE(8)
+    default: break;
+    }
+}
 
+void gemm_f16_avx512_8x32(const gemm_tile *t) { half_dispatch(t, 1); }
+void gemm_bf16_avx512_8x32(const gemm_tile *t) { half_dispatch(t, 0); }
+
+/* ---- q8_0 / q4_0 --------------------------------------------------------------------------- */
 /* The 64-byte int8 line of group g of a block (q8_0: stored; q4_0: unpacked nibbles). */
 static inline __m512i q8_line(const q8_0_block *b, int g) { return _mm512_loadu_si512(b->q[g]); }
 static inline __m512i q4_line(const q4_0_block *b, int g) {
@@ -67,34 +108,102 @@ static inline __m512i q4_line(const q4_0_block *b, int g) {
 
 #define VNNI __attribute__((target("avx512vnni")))
 
-static inline VNNI void int_tile(const gemm_tile *t, int is_q4) __attribute__((always_inline));
-static inline VNNI void int_tile(const gemm_tile *t, int is_q4) {
-    __m512 acc[MR];
-    for (int i = 0; i < t->m; i++) acc[i] = start_row(t, i);
+static inline VNNI __attribute__((always_inline)) void int_tile(const gemm_tile *t, const int mr, const int np,
+                                                                const int is_q4) {
+    __m512 acc[INT_MR][MAX_NP];
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) acc[i][j] = start_acc(t, i, j);
     const int n_blocks = t->k / QK;
+    const size_t block_bytes = is_q4 ? sizeof(q4_0_block) : sizeof(q8_0_block);
     const __m512i bias128 = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    const char *next = t->next_w;
     for (int b = 0; b < n_blocks; b++) {
-        const void *blk = (const char *)t->w + (size_t)b * (is_q4 ? sizeof(q4_0_block) : sizeof(q8_0_block));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));   /* d[16] first */
-        __m512i isum[MR], corr = zero;
-        for (int i = 0; i < t->m; i++) isum[i] = zero;
+        const char *blk[MAX_NP] = {(const char *)t->w + (size_t)b * block_bytes,
+                                   (const char *)t->w + t->panel_bytes + (size_t)b * block_bytes};
+        if (next)
+            for (int j = 0; j < np; j++)
+                for (size_t o = 0; o < block_bytes; o += 64)
+                    _mm_prefetch(next + j * t->panel_bytes + (size_t)b * block_bytes + o, _MM_HINT_T1);
+        __m512i isum[INT_MR][MAX_NP], corr[MAX_NP];
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+            for (int j = 0; j < np; j++) isum[i][j] = zero;
+        for (int j = 0; j < np; j++) corr[j] = zero;
+        const int8_t *xb = t->xq + (size_t)b * QK;
+#pragma GCC unroll 8
         for (int g = 0; g < QK / 4; g++) {
-            const __m512i w = is_q4 ? q4_line(blk, g) : q8_line(blk, g);
-            corr = _mm512_dpbusd_epi32(corr, bias128, w);                  /* 128 x sum(w) */
-            for (int i = 0; i < t->m; i++) {
+            __m512i w[MAX_NP];
+#pragma GCC unroll 2
+            for (int j = 0; j < np; j++) {
+                w[j] = is_q4 ? q4_line((const q4_0_block *)blk[j], g) : q8_line((const q8_0_block *)blk[j], g);
+                corr[j] = _mm512_dpbusd_epi32(corr[j], bias128, w[j]);       /* 128 x sum(w) */
+            }
+#pragma GCC unroll 16
+            for (int i = 0; i < mr; i++) {
                 int32_t four;
-                memcpy(&four, t->xq + (size_t)i * t->ldxq + b * QK + 4 * g, 4);
+                memcpy(&four, xb + (size_t)i * t->ldxq + 4 * g, 4);
                 const __m512i xu = _mm512_xor_si512(_mm512_set1_epi32(four), bias128);   /* x + 128 */
-                isum[i] = _mm512_dpbusd_epi32(isum[i], xu, w);
+#pragma GCC unroll 2
+                for (int j = 0; j < np; j++) isum[i][j] = _mm512_dpbusd_epi32(isum[i][j], xu, w[j]);
             }
         }
-        for (int i = 0; i < t->m; i++) {
-            const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(t->xd[(size_t)i * t->ldxd + b]), dw);
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[i], corr)), scale, acc[i]);
+        __m512 dw[MAX_NP];
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) dw[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[j]));  /* d[16] */
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++) {
+            const __m512 dx = _mm512_set1_ps(t->xd[(size_t)i * t->ldxd + b]);
+#pragma GCC unroll 2
+            for (int j = 0; j < np; j++)
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[i][j], corr[j])),
+                                            _mm512_mul_ps(dx, dw[j]), acc[i][j]);
         }
     }
-    store_rows(t, acc);
+#pragma GCC unroll 16
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int j = 0; j < np; j++) store_acc(t, i, j, acc[i][j]);
 }
 
-VNNI void gemm_q8_0_avx512vnni_8x16(const gemm_tile *t) { int_tile(t, 0); }
-VNNI void gemm_q4_0_avx512vnni_8x16(const gemm_tile *t) { int_tile(t, 1); }
+#define INT_CASE(mr) case mr: if (two) int_tile(t, mr, 2, is_q4); else int_tile(t, mr, 1, is_q4); break;
+static inline VNNI __attribute__((always_inline)) void int_dispatch(const gemm_tile *t, const int is_q4) {
+    const int two = t->n > 16;
+    switch (t->m) {
+    INT_CASE(1) INT_CASE(2) INT_CASE(3) INT_CASE(4) INT_CASE(5) INT_CASE(6)
+#if INT_MR > 6
+    INT_CASE(7) INT_CASE(8)
+#endif
+    default: break;
+    }
+}
+
+VNNI void gemm_q8_0_avx512vnni_6x32(const gemm_tile *t) { int_dispatch(t, 0); }
+VNNI void gemm_q4_0_avx512vnni_6x32(const gemm_tile *t) { int_dispatch(t, 1); }
+
+/* ---- Activation rows quantized per block of 32 (quant.h, q8_act_quantize) -----------------
+ * The same elementwise operations as the scalar version, so the same bytes: max |x| (max_ps
+ * with the new value first skips a NaN as fmaxf does), one division, x * (127 / max) rounded
+ * to nearest even by vcvtps2dq (the default rounding mode, as nearbyintf), max / 127. */
+void q8_act_quantize_avx512(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k) {
+    const __m512 no_sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int r = row0; r < row0 + n_rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        for (int b = 0; b < a->n_blocks; b++) {
+            const int p0 = b * QK, left = k - p0;
+            const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            const __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, xr + p0), v1 = _mm512_maskz_loadu_ps(m1, xr + p0 + 16);
+            __m512 mx = _mm512_max_ps(_mm512_and_ps(v0, no_sign), _mm512_setzero_ps());
+            mx = _mm512_max_ps(_mm512_and_ps(v1, no_sign), mx);
+            const float amax = _mm512_reduce_max_ps(mx);
+            const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+            int8_t *q = a->q + ((size_t)r * a->n_blocks + b) * QK;
+            _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv))));
+            _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv))));
+            a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+        }
+    }
+}

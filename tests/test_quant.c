@@ -219,6 +219,46 @@ START_TEST(test_products_every_type_and_level) {
 }
 END_TEST
 
+/* The vector activation quantizers store the scalar one's bytes: odd k (partial blocks),
+ * an all-zero row, values halfway between two steps (ties to even), NaN and infinities. */
+START_TEST(test_activation_quantizers_identical) {
+#if defined(__x86_64__)
+    static const int ks[] = {1, 15, 16, 17, 31, 32, 33, 100, 2048};
+    typedef void quantize_fn(q8_act *, const float *, size_t, int, int, int);
+    quantize_fn *fns[] = {q8_act_quantize_avx2, q8_act_quantize_avx512};
+    const cpu_level levels[] = {CPU_AVX2, CPU_AVX512};
+    unsigned seed = 21;
+    for (int ki = 0; ki < COUNT(ks); ki++) {
+        const int m = 5, k = ks[ki];
+        float *x = malloc(sizeof(float) * m * k);
+        for (int i = 0; i < m * k; i++) x[i] = test_rand(&seed) * (float)(1 + i % 5);
+        for (int p = 0; p < k; p++) x[k + p] = 0;                             /* row 1: zeros */
+        for (int p = 0; p < k; p++) x[2 * k + p] = (float)(p % 9) - 4.5f;      /* row 2: ties */
+        x[3 * k + k / 2] = NAN;                                                /* row 3 */
+        x[4 * k + k / 3] = INFINITY;                                           /* row 4 */
+        if (k > 1) x[4 * k + k - 1] = -INFINITY;
+        const size_t bytes = q8_act_bytes(m, k);
+        void *want_s = malloc(bytes), *got_s = malloc(bytes);
+        memset(want_s, 0x55, bytes);
+        q8_act want, got;
+        q8_act_init(&want, want_s, m, k);
+        q8_act_quantize(&want, x, (size_t)k, 0, m, k);
+        for (int f = 0; f < COUNT(fns); f++) {
+            if (!level_ok(levels[f])) continue;
+            memset(got_s, 0x55, bytes);
+            q8_act_init(&got, got_s, m, k);
+            fns[f](&got, x, (size_t)k, 0, m, k);
+            ck_assert_msg(memcmp(want.q, got.q, (size_t)m * want.n_blocks * QK) == 0, "%s k %d: values differ",
+                          cpu_level_name(levels[f]), k);
+            ck_assert_msg(memcmp(want.d, got.d, sizeof(float) * m * want.n_blocks) == 0, "%s k %d: scales differ",
+                          cpu_level_name(levels[f]), k);
+        }
+        free(x), free(want_s), free(got_s);
+    }
+#endif
+}
+END_TEST
+
 /* The quantized products stay close to the exact f32 product (what a user sees). */
 START_TEST(test_products_close_to_f32) {
     const int m = 20, n = 256, k = 768;
@@ -257,6 +297,7 @@ Suite *suite(void) {
     tcase_add_test(tc, test_bf16_rounding);
     tcase_add_test(tc, test_quantization_error_bounds);
     tcase_add_test(tc, test_products_every_type_and_level);
+    tcase_add_test(tc, test_activation_quantizers_identical);
     tcase_add_test(tc, test_products_close_to_f32);
     suite_add_tcase(s, tc);
     return s;
