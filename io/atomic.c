@@ -3,6 +3,7 @@
 #include "atomic.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -146,17 +147,25 @@ int atomic_open(atomic_file *af, const char *path) {
     snprintf(af->shown, sizeof af->shown, "%s", path);
     if (strcmp(path, "-") == 0) return open_stdout(af);
     if (path[0] == 0) return clip_fail(CLIP_ERR_ARG, "empty output path");
-    int rc = follow_links(path, af->path, sizeof af->path);
-    if (rc) return rc;
+    if (strlen(path) >= sizeof af->path) return clip_fail(CLIP_ERR_ARG, "%.64s...: output path too long", path);
+    /* stat() follows every link the way open() will, /proc's magic links included
+     * (/dev/stdout -> /proc/self/fd/1 -> a pipe has no path of its own). */
     struct stat st;
-    if (stat(af->path, &st) != 0) {
-        if (errno != ENOENT)
-            return clip_fail(CLIP_ERR_IO, "%s: cannot use as output: %s", path, strerror(errno));
-        return open_temp(af, NULL);
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return clip_fail(CLIP_ERR_IO, "%s: is a directory", path);
+        if (!S_ISREG(st.st_mode)) {
+            strcpy(af->path, path);
+            return open_in_place(af, &st);
+        }
+        char real[PATH_MAX];     /* the regular file to replace, wherever its links lead */
+        if (!realpath(path, real) || strlen(real) >= sizeof af->path)
+            return clip_fail(CLIP_ERR_IO, "%s: cannot resolve the output path", path);
+        strcpy(af->path, real);
+        return open_temp(af, &st);
     }
-    if (S_ISREG(st.st_mode)) return open_temp(af, &st);
-    if (S_ISDIR(st.st_mode)) return clip_fail(CLIP_ERR_IO, "%s: is a directory", path);
-    return open_in_place(af, &st);
+    if (errno != ENOENT) return clip_fail(CLIP_ERR_IO, "%s: cannot use as output: %s", path, strerror(errno));
+    int rc = follow_links(path, af->path, sizeof af->path);    /* a new file, maybe via a link */
+    return rc ? rc : open_temp(af, NULL);
 }
 
 int atomic_commit(atomic_file *af) {

@@ -121,6 +121,25 @@ class Outputs:
         self.assertEqual(got, expected)
         self.assertFalse(os.path.exists(self.path("-")), "a file named '-' was created")
 
+    def test_dev_stdout(self):
+        """-o /dev/stdout: a link (to /proc/self/fd/1) whose end is a pipe or a file; the link
+        stays, the pipe gets the output, and a redirected file gets it complete."""
+        expected = self.reference_bytes()
+        before = os.lstat("/dev/stdout")
+        got = self.write_to("/dev/stdout", cwd=self.dir)            # stdout is a pipe here
+        self.assertEqual(got, expected)
+        redirected = self.path("redirected.out")
+        with open(redirected, "wb") as f:
+            proc = subprocess.run(self.command("/dev/stdout"), stdout=f, stderr=subprocess.PIPE,
+                                  cwd=self.dir, timeout=600)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with open(redirected, "rb") as f:
+            self.assertEqual(f.read(), expected)
+        after = os.lstat("/dev/stdout")
+        self.assertTrue(stat.S_ISLNK(after.st_mode), "/dev/stdout is no longer a link")
+        self.assertEqual((after.st_ino, after.st_dev), (before.st_ino, before.st_dev))
+        self.assertEqual(self.leftovers(), [])
+
     def test_stdout_refused_on_a_terminal(self):
         controller, terminal = pty.openpty()
         try:

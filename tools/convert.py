@@ -642,9 +642,11 @@ class output_file:
                 raise ConvertError("-o -: standard output is a terminal; redirect it to a file or a pipe")
             sys.stdout.flush()
             return self._spool(sys.stdout.buffer)
-        target = os.path.realpath(self.path)  # follows links, also to a file not yet there
+        # os.stat follows links as open() will, /proc's magic ones included (/dev/stdout ->
+        # /proc/self/fd/1 -> a pipe has no path of its own): only a regular file or a new
+        # path needs the real name (realpath also follows a dangling link to its end).
         try:
-            st = os.stat(target)
+            st = os.stat(self.path)
         except FileNotFoundError:
             st = None
         if st is not None and stat.S_ISDIR(st.st_mode):
@@ -652,7 +654,8 @@ class output_file:
         if st is not None and stat.S_ISSOCK(st.st_mode):
             raise ConvertError("%s: is a socket; cannot write an output file to it" % self.path)
         if st is not None and not stat.S_ISREG(st.st_mode):
-            return self._spool(open(target, "wb"))  # device or FIFO: in place
+            return self._spool(open(self.path, "wb"))  # device or FIFO: in place
+        target = os.path.realpath(self.path)
         out_dir = os.path.dirname(target)
         if not os.path.isdir(out_dir):
             raise ConvertError("%s: the output directory %s does not exist" % (self.path, out_dir))
@@ -712,8 +715,12 @@ class output_file:
 
 
 def convert(args):
-    if args.output == "-":
-        global say_to
+    global say_to
+    try:   # "-", or another name of the same stream (/dev/stdout, /proc/self/fd/1)
+        to_stdout = args.output == "-" or os.path.samestat(os.stat(args.output), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        to_stdout = False
+    if to_stdout:
         say_to = sys.stderr  # stdout carries the file
     refuse_input_as_output(args.output, [args.src, args.vocab, args.config])
     ckpt = open_checkpoint(args.src)
