@@ -548,13 +548,13 @@ static int check_values(const weightfile *wf, const wf_tensor *t) {
     if (type == WF_F32) return CLIP_OK;
     const uint16_t *halves = t->data;
     const uint16_t exp_mask = type == WF_BF16 ? 0x7f80 : 0x7c00;   /* all ones: inf or NaN */
-    size_t stride = 1, count = (size_t)t->size / 2, block = 0;
+    size_t count = (size_t)t->size / 2, block = 0;
     if (type == WF_Q8_0 || type == WF_Q4_0) {    /* only the 16 scales opening each block */
         block = type == WF_Q8_0 ? sizeof(q8_0_block) : sizeof(q4_0_block);
         count = (size_t)t->size / block;
     }
     for (size_t i = 0; i < count; i++) {
-        const uint16_t *h = block ? (const uint16_t *)((const char *)t->data + i * block) : halves + i * stride;
+        const uint16_t *h = block ? (const uint16_t *)((const char *)t->data + i * block) : halves + i;
         for (int f = 0; f < (block ? GEMM_PANEL : 1); f++)
             if ((h[f] & exp_mask) == exp_mask)
                 return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has an infinite or NaN %s at byte %zu: the file is damaged",

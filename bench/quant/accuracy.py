@@ -41,9 +41,11 @@ def cpu_name():
 
 
 def embed(clip_run, model, kind, out):
-    images = [os.path.join(ROOT, "..", "shared", "clip", "images", i) for i in IMAGES]
-    args = [clip_run, "embed-image", model] + images if kind == "image" else [clip_run, "embed-text", model, "--"] + TEXTS
-    subprocess.run(args + ["-o", out, "--raw"] if kind == "image" else args[:3] + ["-o", out, "--raw"] + args[3:],
+    if kind == "image":
+        inputs = [os.path.join(ROOT, "..", "shared", "clip", "images", i) for i in IMAGES]
+    else:
+        inputs = ["--"] + TEXTS  # texts last, after the options
+    subprocess.run([clip_run, "embed-%s" % kind, model, "-o", out, "--raw"] + inputs,
                    check=True, stderr=subprocess.DEVNULL)
     a = Npy(out)
     return [a.row(i) for i in range(a.shape[0])]
