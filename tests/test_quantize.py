@@ -71,6 +71,19 @@ def reseal(raw):
     return bytes(raw)
 
 
+def q4_policy_keeps_q8(name, text_layers):
+    """The q4_0 policy as README ("Quantized models") states it: the final projections, the
+    patch embedding, every attention output projection, the text qkv projections and the
+    MLPs of the first third of the text blocks stay q8_0."""
+    if name in ("vision.proj", "text.proj", "vision.patch_embed.weight") or name.endswith(".attn.out.weight"):
+        return True
+    parts = name.split(".")
+    if parts[0] == "text" and parts[1] == "blocks":
+        block = int(parts[2])
+        return name.endswith(".attn.qkv.weight") or (parts[3] == "mlp" and block < math.ceil(text_layers / 3))
+    return False
+
+
 class Quantize(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -109,8 +122,7 @@ class Quantize(unittest.TestCase):
                 linear = name.endswith(("qkv.weight", "out.weight", "fc1.weight", "fc2.weight", "proj")) \
                     or name in ("vision.patch_embed.weight", "text.token_embed")
                 want = CODES[t] if linear else 0
-                # q4_0: the first 5/6 of the text blocks (both of golden-tiny's 2) stay q8_0
-                if t == "q4_0" and name.startswith("text.blocks.") and linear:
+                if t == "q4_0" and linear and q4_policy_keeps_q8(name, text_layers=2):
                     want = 8
                 if t == "q8_0" and name in ("vision.proj", "text.proj"):   # kept f32
                     want = 0
@@ -159,6 +171,18 @@ class Quantize(unittest.TestCase):
         self.assertEqual(d["vision.blocks.0.mlp.fc1.weight"][0], 0x100)
         self.assertEqual(d["text.token_embed"][0], 0)
         self.assertEqual(d["vision.blocks.1.mlp.fc1.weight"][0], 0x108)
+
+    def test_plain(self):
+        # --plain: no policy exceptions, every matrix q4_0 (q8_0 keeps the projections
+        # f32 without it); --keep still applies
+        for t, code in (("q4_0", 0x109), ("q8_0", 0x108)):
+            out = self.path("plain.clip")
+            run("quantize", self.golden, out, "--type", t, "--plain", "--keep", "text.blocks.1.*")
+            _, d = directory(out)
+            for name in ("vision.proj", "text.proj", "text.blocks.0.attn.qkv.weight", "vision.blocks.0.attn.out.weight",
+                         "vision.patch_embed.weight", "text.token_embed"):
+                self.assertEqual(d[name][0], code, "%s %s" % (t, name))
+            self.assertEqual(d["text.blocks.1.attn.qkv.weight"][0], 0x100)
 
     def test_demo_model_accuracy(self):
         samples = read_samples()

@@ -42,6 +42,7 @@ typedef struct {
     const char *labels_file;     /* --labels FILE (classify) */
     int shard_i, shard_n;        /* --shard I/N; shard_n 0 = no sharding */
     int keep_going, no_truncate;
+    int plain;                   /* --plain (quantize): no policy exceptions */
     const char *text;            /* --text (trace) */
     const char *dump;            /* --dump DIR (trace) */
     const char *type;            /* --type (quantize) */

@@ -79,6 +79,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
             {NULL, "--ids", 'i'}, {NULL, "--keep-going", 'K'}, {NULL, "--no-truncate", 'U'},
+            {NULL, "--plain", 'A'},
         };
         char key = 0;
         const char *value = NULL;
@@ -153,6 +154,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         case 'i': a->ids = 1; break;
         case 'K': a->keep_going = 1; break;
         case 'U': a->no_truncate = 1; break;
+        case 'A': a->plain = 1; break;
         }
     }
     return 0;

@@ -10,10 +10,15 @@
  *     the parameters, and the values every token passes through);
  *   - q8_0 only: the two final projections stay f32 (0.4% of the weights: image embeddings
  *     at cosine 0.999906 -> 0.999939 to f32, for 0.3% of the file);
- *   - q4_0 only: the first 5/6 of the text tower's blocks in q8_0. 4-bit errors in early
- *     text blocks grow through the later ones (text embeddings at cosine 0.964 to f32 with
- *     every block in q4_0; 0.99 with blocks 0-9 of 12 in q8_0, at 0.168x the f32 file);
- *   - --keep GLOB (repeatable, fnmatch on tensor names) keeps matching tensors as they are.
+ *   - q4_0 only: the tensors whose 4-bit errors cost the most cosine per byte are q8_0
+ *     (q4_keeps_q8 below), measured one group at a time on ViT-B/32s (bench/quant/sensitivity.py):
+ *     both final projections (the last product before the embedding: its error is not
+ *     averaged by anything after it), the patch embedding, every block's attention output
+ *     projection, the text tower's qkv projections and the MLPs of its first third of
+ *     blocks (4-bit errors in early text blocks grow through the later ones). 0.170x the
+ *     f32 file of a ViT-B/32 (every weight q4_0: 0.144x).
+ *   - --keep GLOB (repeatable, fnmatch on tensor names) keeps matching tensors as they are;
+ *     --plain drops the q8_0 / q4_0 exceptions above (for measuring them).
  * Config and tokenizer are copied unchanged. Tensors are converted on -t threads.
  */
 #include <fnmatch.h>
@@ -41,17 +46,25 @@ static int is_linear_weight(const char *name) {
     return 0;
 }
 
+/* q4_0's policy: 1 if the tensor `name` stays q8_0. */
+static int q4_keeps_q8(const char *name, const clip_config *c) {
+    static const char *const always[] = {"vision.proj", "text.proj", "vision.patch_embed.weight",
+                                         "*.blocks.*.attn.out.weight", "text.blocks.*.attn.qkv.weight"};
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
+        if (fnmatch(always[i], name, 0) == 0) return 1;
+    int block;
+    return sscanf(name, "text.blocks.%d.mlp.", &block) == 1 && block < (c->text_layers + 2) / 3;
+}
+
 /* The type a tensor gets: `want`, a policy exception, or -1 for "as it is". */
 static int type_for(const wf_tensor *t, gemm_type want, const clip_config *c, const args *a) {
     for (int i = 0; i < a->n_keeps; i++)
         if (fnmatch(a->keeps[i], t->name, 0) == 0) return -1;
     if (!is_linear_weight(t->name) && strcmp(t->name, "text.token_embed") != 0) return -1;
+    if (a->plain) return (int)want;
     if (want == GEMM_Q8_0 && (!strcmp(t->name, "vision.proj") || !strcmp(t->name, "text.proj")))
         return -1;
-    int block;
-    if (want == GEMM_Q4_0 && sscanf(t->name, "text.blocks.%d.", &block) == 1 &&
-        block < (5 * c->text_layers + 5) / 6)
-        return GEMM_Q8_0;
+    if (want == GEMM_Q4_0 && q4_keeps_q8(t->name, c)) return GEMM_Q8_0;
     return (int)want;
 }
 

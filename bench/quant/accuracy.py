@@ -3,10 +3,12 @@
 
     python3 bench/quant/accuracy.py [--clip-run ./clip_run] [--work build/bench-quant] [--out FILE.md]
 
-Makes a ViT-B/32-shaped model with OpenAI's initialization (tools/make_random_model.py for
-the shapes, bench/quant/reference_init.py for the values; needs python3-torch), converts it,
-quantizes it to f16, bf16, q8_0 and q4_0 with `clip_run quantize`, and compares each type's
-raw embeddings with the f32 model's: cosine on images of ../shared/clip/images and on texts.
+Makes two ViT-B/32-shaped models (tools/make_random_model.py for the shapes,
+bench/quant/reference_init.py for the values; needs python3-torch): OpenAI's initialization,
+and the same with the noise golden-tiny's weights carry (--perturb: nonzero biases, LayerNorm
+parameters away from 1 and 0, larger matrices). Converts each, quantizes it to f16, bf16,
+q8_0 and q4_0 with `clip_run quantize`, and compares each type's raw embeddings with the
+f32 model's: cosine on images of ../shared/clip/images and on texts.
 Writes a markdown table with the date, the commit and the CPU (to --out, and stdout).
 """
 import argparse
@@ -55,6 +57,26 @@ def cosine(a, b):
     return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
+def make_model(work, perturb):
+    """A ViT-B/32 with OpenAI's initialization (perturbed: plus golden-tiny's noise), converted."""
+    f32 = os.path.join(work, "b32-perturbed.clip" if perturb else "b32.clip")
+    if os.path.exists(f32):
+        return f32
+    shapes = os.path.join(work, "shapes")
+    if not os.path.exists(os.path.join(shapes, "openai.pt")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_model.py"), shapes, "--preset", "b32",
+                        "--merges", os.path.join(ROOT, "..", "shared", "clip", "bpe_simple_vocab_16e6.txt.gz")],
+                       check=True)
+    init = os.path.join(work, "init.pt")
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "quant", "reference_init.py"),
+                    os.path.join(shapes, "openai.pt"), init] + (["--perturb"] if perturb else []), check=True)
+    subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert.py"), init, "--config",
+                    os.path.join(shapes, "open_clip_config.json"), "--vocab", os.path.join(shapes, "merges.txt"),
+                    "-o", f32], check=True, stdout=subprocess.DEVNULL)
+    os.remove(init)
+    return f32
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clip-run", default=os.path.join(ROOT, "clip_run"))
@@ -63,37 +85,31 @@ def main():
     args = ap.parse_args()
     clip_run = os.path.abspath(args.clip_run)
     os.makedirs(args.work, exist_ok=True)
-    shapes = os.path.join(args.work, "shapes")
-    f32 = os.path.join(args.work, "b32.clip")
-    if not os.path.exists(f32):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_model.py"), shapes, "--preset", "b32",
-                        "--merges", os.path.join(ROOT, "..", "shared", "clip", "bpe_simple_vocab_16e6.txt.gz")], check=True)
-        init = os.path.join(args.work, "openai.pt")
-        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "quant", "reference_init.py"),
-                        os.path.join(shapes, "openai.pt"), init], check=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert.py"), init, "--config",
-                        os.path.join(shapes, "open_clip_config.json"), "--vocab", os.path.join(shapes, "merges.txt"),
-                        "-o", f32], check=True, stdout=subprocess.DEVNULL)
-    tmp = os.path.join(args.work, "e.npy")
-    base = {k: embed(clip_run, f32, k, tmp) for k in ("image", "text")}
-    f32_size = os.path.getsize(f32)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    lines = ["Quantized ViT-B/32 (OpenAI initialization, bench/quant/reference_init.py), %s, commit %s, %s."
+    lines = ["Quantized ViT-B/32s (bench/quant/reference_init.py: OpenAI's initialization, and the same perturbed "
+             "as golden-tiny's weights are), %s, commit %s, %s."
              % (datetime.date.today().isoformat(), commit, cpu_name()),
              "Cosine of raw embeddings to the f32 model's: %d images, %d texts (min / mean)." % (len(IMAGES), len(TEXTS)),
-             "", "| type | file / f32 | quantize (2 threads) | image cosine min / mean | text cosine min / mean |",
-             "| --- | --- | --- | --- | --- |"]
-    for t in TYPES:
-        out = os.path.join(args.work, "b32-%s.clip" % t)
-        t0 = time.time()
-        subprocess.run([clip_run, "quantize", f32, out, "--type", t, "-t", "2"], check=True, stderr=subprocess.DEVNULL)
-        seconds = time.time() - t0
-        row = "| %s | %.3fx | %.1f s |" % (t, os.path.getsize(out) / f32_size, seconds)
-        for kind in ("image", "text"):
-            cs = [cosine(a, b) for a, b in zip(embed(clip_run, out, kind, tmp), base[kind])]
-            row += " %.6f / %.6f |" % (min(cs), sum(cs) / len(cs))
-        lines.append(row)
-        print(row, flush=True)
+             "", "| weights | type | file / f32 | quantize (2 threads) | image cosine min / mean | text cosine min / mean |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    tmp = os.path.join(args.work, "e.npy")
+    for perturb in (False, True):
+        f32 = make_model(args.work, perturb)
+        base = {k: embed(clip_run, f32, k, tmp) for k in ("image", "text")}
+        f32_size = os.path.getsize(f32)
+        for t in TYPES:
+            out = os.path.join(args.work, "b32-%s.clip" % t)
+            t0 = time.time()
+            subprocess.run([clip_run, "quantize", f32, out, "--type", t, "-t", "2"], check=True, stderr=subprocess.DEVNULL)
+            seconds = time.time() - t0
+            row = "| %s | %s | %.3fx | %.1f s |" % ("perturbed" if perturb else "OpenAI init", t,
+                                                    os.path.getsize(out) / f32_size, seconds)
+            for kind in ("image", "text"):
+                cs = [cosine(a, b) for a, b in zip(embed(clip_run, out, kind, tmp), base[kind])]
+                row += " %.6f / %.6f |" % (min(cs), sum(cs) / len(cs))
+            lines.append(row)
+            print(row, flush=True)
+            os.remove(out)
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:

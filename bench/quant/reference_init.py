@@ -9,7 +9,8 @@ embedding N(0, 0.02), positions N(0, 0.01), the text blocks' attention N(0, W^-1
 projections N(0, W^-1/2 (2L)^-1/2), fc N(0, (2W)^-1/2); the vision blocks keep PyTorch's
 defaults (xavier-uniform in_proj, kaiming-uniform Linear); LayerNorm (1, 0). Quantization
 error depends on these weight statistics, so accuracy is measured on them rather than on
-make_random_model's uniform-in-a-few-binades values. Needs Debian's python3-torch.
+make_random_model's uniform-in-a-few-binades values. --perturb adds the noise golden-tiny's
+weights carry (perturb()). Needs Debian's python3-torch.
 """
 import argparse
 import math
@@ -22,11 +23,28 @@ def uniform_fan_in(t, fan_in):  # nn.Linear / nn.Conv2d default: U(+-1/sqrt(fan_
     return torch.empty_like(t).uniform_(-b, b)
 
 
+def perturb(name, v):
+    """golden-tiny's weights (../shared/clip/golden-tiny) have this initialization plus noise,
+    as their statistics show: matrices and embeddings sd sqrt(init^2 + 0.02^2) (conv1, in_proj,
+    c_fc, c_proj all fit), LayerNorm weights 1 +- 0.1 and biases +- 0.1, attention biases
+    +- 0.05 where the initialization has zeros. Reference goldens of other shapes are likely
+    made the same way, so quantization is measured on such a model too."""
+    if v.dim() == 0:
+        return v
+    if "ln_" in name:
+        return v + torch.randn_like(v) * 0.1
+    if v.dim() == 1 and name.endswith("bias") and not v.any():
+        return torch.randn_like(v) * 0.05
+    return v + torch.randn_like(v) * 0.02
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("shapes")
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--perturb", action="store_true",
+                    help="then perturb every value as golden-tiny's weights are (see below)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     sd = torch.load(args.shapes, map_location="cpu")
@@ -67,7 +85,7 @@ def main():
                 v = uniform_fan_in(t, 4 * tw)
         elif k.startswith("visual.transformer."):
             if k.endswith("in_proj_weight"):
-                b = math.sqrt(6 / (t.shape[0] / 3 + t.shape[1]))
+                b = math.sqrt(6 / (t.shape[0] + t.shape[1]))  # xavier_uniform_: fan_out 3W, fan_in W
                 v = torch.empty_like(t).uniform_(-b, b)
             elif k.endswith(("in_proj_bias", "out_proj.bias")):
                 v = torch.zeros_like(t)
@@ -79,6 +97,8 @@ def main():
                 v = uniform_fan_in(t, 4 * vw)
         else:
             raise SystemExit("unknown tensor " + k)
+        if args.perturb:
+            v = perturb(k, v)
         out[k] = v.contiguous()
     torch.save(out, args.out)
     print("wrote %s: %d tensors" % (args.out, len(out)))
