@@ -71,16 +71,19 @@ def reseal(raw):
     return bytes(raw)
 
 
-def q4_policy_keeps_q8(name, text_layers):
+def q4_policy_keeps_q8(name, vision_layers, text_layers):
     """The q4_0 policy as README ("Quantized models") states it: the final projections, the
-    patch embedding, every attention output projection, the text qkv projections and the
-    MLPs of the first third of the text blocks stay q8_0."""
-    if name in ("vision.proj", "text.proj", "vision.patch_embed.weight") or name.endswith(".attn.out.weight"):
+    patch embedding, the text tower's attention, the MLPs of the first 5/12 of the text
+    blocks and the attention outputs of the first 2/3 of the vision blocks stay q8_0."""
+    if name in ("vision.proj", "text.proj", "vision.patch_embed.weight"):
         return True
-    parts = name.split(".")
-    if parts[0] == "text" and parts[1] == "blocks":
-        block = int(parts[2])
-        return name.endswith(".attn.qkv.weight") or (parts[3] == "mlp" and block < math.ceil(text_layers / 3))
+    tower, _, block, *rest = name.split(".") + ["", "", ""]
+    if tower == "text" and rest[0] == "attn":
+        return True
+    if tower == "text" and rest[0] == "mlp":
+        return int(block) < math.ceil(text_layers * 5 / 12)
+    if tower == "vision" and name.endswith(".attn.out.weight"):
+        return int(block) < math.ceil(vision_layers * 2 / 3)
     return False
 
 
@@ -122,7 +125,7 @@ class Quantize(unittest.TestCase):
                 linear = name.endswith(("qkv.weight", "out.weight", "fc1.weight", "fc2.weight", "proj")) \
                     or name in ("vision.patch_embed.weight", "text.token_embed")
                 want = CODES[t] if linear else 0
-                if t == "q4_0" and linear and q4_policy_keeps_q8(name, text_layers=2):
+                if t == "q4_0" and linear and q4_policy_keeps_q8(name, vision_layers=2, text_layers=2):
                     want = 8
                 if t == "q8_0" and name in ("vision.proj", "text.proj"):   # kept f32
                     want = 0
