@@ -579,6 +579,14 @@ int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t) {
     return check_values(wf, t);
 }
 
+void weightfile_drop_pages(const weightfile *wf, const wf_tensor *t) {
+    (void)wf;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t first = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)t->data + (size_t)t->size) & ~(page - 1);
+    if (end > first) madvise((void *)first, end - first, MADV_DONTNEED);
+}
+
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name) {
     for (uint32_t i = 0; i < wf->n_tensors; i++)
         if (strcmp(wf->tensors[i].name, name) == 0) return &wf->tensors[i];

@@ -66,6 +66,10 @@ void weightfile_close(weightfile *wf);
 int weightfile_verify_tensor(const weightfile *wf, const wf_tensor *t);
 /* NULL when absent. */
 const wf_tensor *weightfile_find(const weightfile *wf, const char *name);
+/* Advice: the caller will not read t's values again (it copied them), so the pages wholly
+ * inside t leave this process's memory; a later read would bring them back from the page
+ * cache. The mapping is private and read-only, so nothing can be lost. */
+void weightfile_drop_pages(const weightfile *wf, const wf_tensor *t);
 
 /* ---- Writing (io/weightfile_write.c) -------------------------------------------------
  * A new version-2 file with `src`'s config and tokenizer sections (copied byte for byte)

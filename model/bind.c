@@ -7,7 +7,8 @@
  * The linear layers' weights become gemm_weights (kernels/gemm.h): a tensor stored packed
  * (format version 2, tools/convert.py) is used in place in the mapping; a row-major one
  * (version 1 files) is packed here into memory the model owns, which costs a copy of the
- * weights at load and their size again in memory (re-convert the checkpoint to avoid it).
+ * weights at load (the file's pages of them are then dropped, so memory still holds the
+ * weights once; re-convert the checkpoint to skip the copy).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,6 +92,14 @@ static int find_linear(clip_model *m, gemm_weight *out, uint64_t n, uint64_t k, 
     m->packed[m->n_packed++] = panels;
     m->packed_bytes += bytes;
     gemm_pack(out, panels, GEMM_F32, rows, (int)n, (int)k);
+    /* The copy is what the model reads from now on: the file's pages of these rows would
+     * otherwise stay resident next to it (a ViT-B/32 then needs 1.6x its file in memory).
+     * The checksum reads them once more later (verify.c), and drops them again. */
+    const wf_tensor *t = weightfile_find(&m->file, name);
+    if (!m->copied && !(m->copied = calloc(m->file.n_tensors, 1)))
+        return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", m->file.path);
+    m->copied[t - m->file.tensors] = 1;
+    weightfile_drop_pages(&m->file, t);
     return CLIP_OK;
 }
 

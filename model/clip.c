@@ -46,6 +46,7 @@ void clip_model_free(clip_model *m) {
     free(m->text.tower.blocks);
     for (int i = 0; i < m->n_packed; i++) free(m->packed[i]);
     free(m->packed);
+    free(m->copied);
     if (m->tokenizer) tokenizer_free(m->tokenizer->tokenizer);
     free(m->tokenizer);
     weightfile_close(&m->file);

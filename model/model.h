@@ -83,6 +83,8 @@ struct clip_model {
     void **packed;                   /* weights packed at load (version 1 files), owned */
     int n_packed;
     size_t packed_bytes;
+    unsigned char *copied;           /* per tensor of the file: 1 if packed at load, so its
+                                        mapped pages are dropped once its checksum is read */
 };
 
 /* Tensor checksums (model/verify.c), per tower: the check starts on a thread when the

@@ -37,6 +37,7 @@ static void *verify_tower(void *arg) {
         if (atomic_load(&t->model->verifier->cancel)) break;
         if (strncmp(wf->tensors[i].name, t->prefix, prefix_len) != 0) continue;
         int rc = weightfile_verify_tensor(wf, &wf->tensors[i]);
+        if (t->model->copied && t->model->copied[i]) weightfile_drop_pages(wf, &wf->tensors[i]);
         if (rc) {
             snprintf(t->message, sizeof t->message, "%s", clip_last_error());
             t->status = rc;

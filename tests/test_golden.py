@@ -8,9 +8,11 @@ embeddings from image files cosine >= 0.9999, logits within 1e-3.
 import json
 import math
 import os
+import subprocess
+import sys
 import unittest
 
-from harness import GOLDEN, Npy, convert, cosine, golden_model, rel_l2, run, shared, tmpdir
+from harness import CLIP_RUN, GOLDEN, ROOT, Npy, convert, cosine, golden_model, rel_l2, run, shared, tmpdir
 
 
 def manifest():
@@ -146,6 +148,26 @@ class GoldenTiny(unittest.TestCase):
             run("embed-text", model, "-o", self.out("v%s-txt.npy" % version), "--", *texts)
             got[version] = (Npy(self.out("v%s-img.npy" % version)).data, Npy(self.out("v%s-txt.npy" % version)).data)
         self.assertEqual(got["1"], got["2"])
+
+    def test_format_version_1_memory(self):
+        """A version 1 file's weights are copied into panels at load; the file's pages of them
+        must not stay resident too: peak RSS within 12 MB of the version 2 file's (the vision
+        tower's linear weights here are 48 MB, so keeping both would be far past that)."""
+        d = self.out("mem")
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_random_model.py"), d, "--preset", "small",
+                        "--vision-width", "512", "--vision-layers", "4", "--vision-heads", "8"],
+                       check=True, stdout=subprocess.DEVNULL)
+        src = [os.path.join(d, "openai.pt"), "--config", os.path.join(d, "open_clip_config.json"),
+               "--vocab", os.path.join(d, "merges.txt")]
+        rss = {}
+        for version in ("1", "2"):
+            model = convert(src[0], os.path.join(d, "v%s.clip" % version), *src[1:], "--format-version", version)
+            proc = subprocess.Popen([CLIP_RUN, "embed-image", model, shared("images", "astronaut_444.jpg"),
+                                     "-o", os.path.join(d, "e%s.npy" % version)], stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(proc.pid, 0)
+            self.assertEqual(status, 0, proc.stderr.read())
+            rss[version] = usage.ru_maxrss / 1024  # MB
+        self.assertLess(rss["1"], rss["2"] + 12, rss)
 
 
 if __name__ == "__main__":
