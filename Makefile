@@ -59,8 +59,9 @@ endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c
 # ASIMD (NEON) is part of the aarch64 baseline: the *_neon.c files need no flag. Kernels
-# for the optional extensions (fp16, dotprod, i8mm, bf16: see cpu_features() in
-# kernels/kernels.h) go in their own files, built with e.g. -march=armv8.2-a+dotprod.
+# for the optional extensions (dotprod, i8mm: see cpu_features() in kernels/kernels.h)
+# carry target attributes on their functions (kernels/quant_neon.c), so the binary stays
+# ARMv8.0 and calls them only where the hwcaps say the CPU has the extension.
 NEON_FLAGS   :=
 # Debian's aarch64 gcc 12.2 crashes (internal compiler error in vect_transform_reduction)
 # vectorising a max-of-fabs loop in tests/test_image.c; the tests need no vectorised loops.

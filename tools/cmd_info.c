@@ -83,6 +83,12 @@ int cmd_info(args *a) {
            strcmp(clip_context_gemm(s.ctx), "openblas") ? " (native; --gemm openblas: OpenBLAS)" : "",
            clip_context_threads(s.ctx));
     printf("gemm tuning:  %s\n", gemm_tuning_get(kernels_level())->why);
+    /* the micro-kernel each weight type runs on (the int8 ones by extension: VNNI, sdot, smmla) */
+    static const gemm_type types[] = {GEMM_F32, GEMM_F16, GEMM_BF16, GEMM_Q8_0, GEMM_Q4_0};
+    printf("micro-kernels:");
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        printf("%s %s", i ? "," : "", gemm_ukernel_for(types[i], kernels_level())->name);
+    printf("\n");
     close_session(&s);
     return 0;
 }
