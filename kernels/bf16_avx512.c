@@ -15,8 +15,9 @@
  * Why 10 x 32: 20 accumulators + 2 weight lines + broadcasts fit the 32 zmm registers; a
  * ViT-B/32 image has 50 token rows = 5 tiles of 10, each panel line is reused 10 times.
  * Zen 4 runs a 512-bit vdpbf16ps as two 256-bit halves at one per cycle (as a 512-bit FMA),
- * i.e. 32 multiply-adds a cycle against the FMA's 16; gemm_tune.c / bench/README.md have the
- * measurements of the tiles tried.
+ * i.e. 32 multiply-adds a cycle against the FMA's 16. 12 x 32, 13 x 32 and 14 x 32 were
+ * measured too (ViT-B/32 image 42-46 ms for all four, within the shared machine's noise);
+ * gemm_tune.c has the reasoning for Zen 5, bench/README.md the numbers.
  */
 #include <immintrin.h>
 #include <string.h>
