@@ -380,19 +380,25 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         t->n_dims = read_u32(c, "tensor rank");
         if (c->failed) return CLIP_ERR_FORMAT;
         /* f32 row-major; in version 2 also (matrices only) panels of 16 rows of f32, f16,
-         * bf16, q8_0 or q4_0 (docs/FORMAT.md). */
+         * q8_0 or q4_0 (layout 1) or bf16 (layout 2) (docs/FORMAT.md). */
         const uint32_t type = WF_TYPE(t->dtype), layout = WF_LAYOUT(t->dtype);
         const gemm_type_info *info = gemm_type_get((gemm_type)type);
-        if (!info || t->dtype >> 16 || layout > WF_PANELS16 || (layout && wf->version < 2) ||
-            (type != WF_F32 && layout != WF_PANELS16))
+        if (info && type == WF_BF16 && layout == WF_PANELS16 && !(t->dtype >> 16))
+            return clip_fail(CLIP_ERR_FORMAT,
+                             "%s: tensor '%s' is bf16 in the panel layout of older clip.c versions ([k][16], dtype 0x102); "
+                             "bf16 is now stored with k in pairs (dtype 0x202, for vdpbf16ps): quantize the f32 model again "
+                             "(clip_run quantize IN.clip OUT.clip --type bf16)", c->path, t->name);
+        if (!info || t->dtype >> 16 || layout > WF_PANELS16_PAIRS || (layout && wf->version < 2) ||
+            (layout && layout != WF_PANEL_LAYOUT(type)) ||
+            (type != WF_F32 && layout == WF_ROWS))
             return clip_fail(CLIP_ERR_FORMAT,
                              "%s: tensor '%s' has dtype %#x (%s%s%s); version %u files hold f32 (0)%s",
                              c->path, t->name, t->dtype, info ? "element type " : "unknown element type",
-                             info ? info->name : "", layout == WF_PANELS16 ? " in panels" : layout ? " in an unknown layout" : " row-major",
-                             wf->version, wf->version >= 2 ? " and, in panels (0x100 + type), f32, f16 (1), bf16 (2), q8_0 (8), q4_0 (9)" : "");
-        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS || (layout == WF_PANELS16 && t->n_dims != 2))
+                             info ? info->name : "", layout == WF_PANELS16 ? " in panels" : layout == WF_PANELS16_PAIRS ? " in pair panels" : layout ? " in an unknown layout" : " row-major",
+                             wf->version, wf->version >= 2 ? " and, in panels (0x100 + type), f32, f16 (1), q8_0 (8), q4_0 (9), in pair panels bf16 (0x202)" : "");
+        if (t->n_dims < 1 || t->n_dims > WF_MAX_DIMS || (layout != WF_ROWS && t->n_dims != 2))
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' has %u dimensions%s", c->path,
-                             t->name, t->n_dims, layout == WF_PANELS16 ? " (a packed tensor has 2)" : "");
+                             t->name, t->n_dims, layout != WF_ROWS ? " (a packed tensor has 2)" : "");
         uint64_t n_elems = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             t->dims[d] = read_u64(c, "tensor shape");
@@ -407,7 +413,7 @@ static int parse_directory(cursor *c, weightfile *wf, uint64_t data_off, uint64_
         if (c->failed) return CLIP_ERR_FORMAT;
         wf->n_params += n_elems;
         /* panels: the last one padded to 16 rows, quantized k to whole blocks (gemm.h) */
-        const uint64_t want = layout == WF_PANELS16
+        const uint64_t want = layout != WF_ROWS
             ? gemm_packed_bytes((gemm_type)type, (int)t->dims[0], (int)t->dims[1]) : n_elems * 4;
         if (t->size != want)
             return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' size %llu does not match its shape and type %s (%llu bytes)",

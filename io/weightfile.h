@@ -20,9 +20,13 @@
 /* A tensor's dtype: the element type in the low byte (the codes of gemm_type,
  * kernels/gemm.h), the layout in the next one (docs/FORMAT.md). */
 enum { WF_F32 = 0, WF_F16 = 1, WF_BF16 = 2, WF_Q8_0 = 8, WF_Q4_0 = 9 };
-enum { WF_ROWS = 0, WF_PANELS16 = 1 };
+/* Layouts: row-major; panels of 16 rows with k steps one after another (f32, f16, q8_0,
+ * q4_0); panels of 16 rows with k in pairs (bf16, for vdpbf16ps: kernels/quant.h). */
+enum { WF_ROWS = 0, WF_PANELS16 = 1, WF_PANELS16_PAIRS = 2 };
 #define WF_TYPE(dtype) ((dtype) & 0xFFu)
 #define WF_LAYOUT(dtype) (((dtype) >> 8) & 0xFFu)
+/* The one panel layout of each element type. */
+#define WF_PANEL_LAYOUT(type) ((unsigned)(type) == WF_BF16 ? WF_PANELS16_PAIRS : WF_PANELS16)
 
 /* Fuzzing builds skip checksums, so that mutated files reach the structural checks. */
 #ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION

@@ -30,7 +30,7 @@
 static const gemm_type_info type_infos[] = {
     {GEMM_F32, "f32", 1, 1},
     {GEMM_F16, "f16", 1, 1},
-    {GEMM_BF16, "bf16", 1, 1},
+    {GEMM_BF16, "bf16", 2, 1},           /* k in pairs (vdpbf16ps) */
     {GEMM_Q8_0, "q8_0", QK, 1},
     {GEMM_Q4_0, "q4_0", QK, 1},
 };
@@ -66,6 +66,7 @@ static size_t k_offset_bytes(gemm_type type, int k0) {
 }
 
 size_t gemm_work_bytes(gemm_type type, int m, int k) {
+    if (type == GEMM_BF16) return bf16_act_bytes(m, k);
     return type == GEMM_Q8_0 || type == GEMM_Q4_0 ? q8_act_bytes(m, k) : 0;
 }
 
@@ -128,14 +129,14 @@ static const gemm_ukernel ukernels[] = {
 #if defined(CLIP_KERNELS_X86)
     {"avx2 f32 6x16", CPU_AVX2, GEMM_F32, 6, 16, gemm_f32_avx2_6x16, 0},
     {"avx2 f16 6x16", CPU_AVX2, GEMM_F16, 6, 16, gemm_f16_avx2_6x16, 0},
-    {"avx2 bf16 6x16", CPU_AVX2, GEMM_BF16, 6, 16, gemm_bf16_avx2_6x16, 0},
+    {"avx2 bf16 4x16", CPU_AVX2, GEMM_BF16, 4, 16, gemm_bf16_avx2_4x16, 0},
     {"avx2 q8_0 4x16", CPU_AVX2, GEMM_Q8_0, 4, 16, gemm_q8_0_avx2_4x16, 0},
     {"avx2 q4_0 4x16", CPU_AVX2, GEMM_Q4_0, 4, 16, gemm_q4_0_avx2_4x16, 0},
     {"avx512 f32 12x32", CPU_AVX512, GEMM_F32, 12, 32, gemm_f32_avx512_12x32, 0},
     {"avx512 f32 8x32", CPU_AVX512, GEMM_F32, 8, 32, gemm_f32_avx512_8x32, 0},
     {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
     {"avx512 f16 8x32", CPU_AVX512, GEMM_F16, 8, 32, gemm_f16_avx512_8x32, 0},
-    {"avx512 bf16 8x32", CPU_AVX512, GEMM_BF16, 8, 32, gemm_bf16_avx512_8x32, 0},
+    {"avx512-bf16 bf16 10x32", CPU_AVX512, GEMM_BF16, 10, 32, gemm_bf16_avx512bf16_10x32, GEMM_NEEDS_BF16},
     {"avx512-vnni q8_0 6x32", CPU_AVX512, GEMM_Q8_0, 6, 32, gemm_q8_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
     {"avx512-vnni q4_0 6x32", CPU_AVX512, GEMM_Q4_0, 6, 32, gemm_q4_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
 #endif
@@ -149,6 +150,7 @@ static const gemm_ukernel ukernels[] = {
     {"neon-dotprod q4_0 3x16", CPU_NEON, GEMM_Q4_0, 3, 16, gemm_q4_0_neon_sdot_3x16, GEMM_NEEDS_DOTPROD},
     {"neon q8_0 3x16", CPU_NEON, GEMM_Q8_0, 3, 16, gemm_q8_0_neon_3x16, 0},
     {"neon q4_0 3x16", CPU_NEON, GEMM_Q4_0, 3, 16, gemm_q4_0_neon_3x16, 0},
+    {"neon bf16 4x16", CPU_NEON, GEMM_BF16, 4, 16, gemm_bf16_neon_4x16, 0},
 #endif
 };
 
@@ -198,18 +200,22 @@ typedef struct {
     activation_fn *act;
     int nc, kc, mc, prefetch;
     q8_act xq;                 /* the q8_0/q4_0 types: x quantized per row and block */
+    uint16_t *xb;              /* bf16: x rounded to bf16, rows of ldxb values */
+    size_t ldxb;
 } native_job;
 
 /* The micro-kernel for a weight type: the tuned one for f32; for another type the first
  * table entry of the best ISA up to `level` (the scalar reference at least). */
 int gemm_ukernel_usable(const gemm_ukernel *uk) {
 #if defined(CLIP_KERNELS_X86)
-    return !(uk->needs & GEMM_NEEDS_VNNI) || __builtin_cpu_supports("avx512vnni");
+    return (!(uk->needs & GEMM_NEEDS_VNNI) || __builtin_cpu_supports("avx512vnni")) &&
+           (!(uk->needs & GEMM_NEEDS_BF16) || (cpu_features() & CPU_FEAT_AVX512_BF16)) &&
+           !(uk->needs & (GEMM_NEEDS_DOTPROD | GEMM_NEEDS_I8MM));
 #elif defined(CLIP_KERNELS_ARM)
     const unsigned have = cpu_features();    /* from the hwcaps (kernels/cpu.c) */
     return (!(uk->needs & GEMM_NEEDS_DOTPROD) || (have & CPU_FEAT_DOTPROD)) &&
            (!(uk->needs & GEMM_NEEDS_I8MM) || (have & CPU_FEAT_I8MM)) &&
-           !(uk->needs & GEMM_NEEDS_VNNI);
+           !(uk->needs & (GEMM_NEEDS_VNNI | GEMM_NEEDS_BF16));
 #else
     return uk->needs == 0;
 #endif
@@ -248,9 +254,10 @@ static void native_task(void *arg, int task, int thread) {
     const gemm_weight *w = op->w;
     const int n = w->n, k = w->k, mr = job->uk->mr, nr = job->uk->nr;
     const int n0 = task * job->nc, n_cols = n - n0 < job->nc ? n - n0 : job->nc;
-    const int k_steps = job->xq.q ? job->xq.n_blocks * QK : k;   /* int8 types: padded k */
+    /* int8 types: k padded to whole blocks; bf16: to whole pairs */
+    const int k_steps = job->xq.q ? job->xq.n_blocks * QK : job->xb ? (int)job->ldxb : k;
     gemm_tile t = {.ldx = (size_t)k, .panel_bytes = w->panel_bytes, .ldy = (size_t)n, .type = w->type,
-                   .ldxq = (size_t)job->xq.n_blocks * QK, .ldxd = (size_t)job->xq.n_blocks};
+                   .ldxq = (size_t)job->xq.n_blocks * QK, .ldxd = (size_t)job->xq.n_blocks, .ldxb = job->ldxb};
     for (int m0 = 0; m0 < op->m; m0 += job->mc) {
         const int n_rows = op->m - m0 < job->mc ? op->m - m0 : job->mc;
         for (int k0 = 0; k0 < k_steps; k0 += job->kc) {
@@ -267,6 +274,7 @@ static void native_task(void *arg, int task, int thread) {
                     t.xq = job->xq.q + (size_t)(m0 + i) * t.ldxq + k0;
                     t.xd = job->xq.d + (size_t)(m0 + i) * t.ldxd + k0 / QK;
                 }
+                if (job->xb) t.xb = job->xb + (size_t)(m0 + i) * t.ldxb + k0;
                 for (int j = 0; j < n_cols; j += nr) {
                     t.n = n_cols - j < nr ? n_cols - j : nr;
                     t.w = (const char *)w->panels + (size_t)((n0 + j) / GEMM_PANEL) * w->panel_bytes + k_bytes;
@@ -298,8 +306,17 @@ static void native_gemm(threadpool *pool, const gemm_op *op, cpu_level level) {
     const gemm_ukernel *uk = kernel_for(op->w->type, usable(level), tune);
     const int n = op->w->n, k = op->w->k, nr = uk->nr;
     const int block_k = gemm_type_get(op->w->type)->block_k;
-    native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch, {0}};
-    if (gemm_work_bytes(op->w->type, op->m, k)) {           /* int8 products: quantize x once */
+    native_job job = {op, uk, act_fn(op->act, level), tune->nc, k, tune->mc, tune->prefetch, {0}, NULL, 0};
+    if (op->w->type == GEMM_BF16) {                          /* bf16 products: round x once */
+        job.xb = (uint16_t *)(((uintptr_t)op->work + 63) & ~(uintptr_t)63);
+        job.ldxb = bf16_act_stride(k);
+#if defined(CLIP_KERNELS_X86)
+        if (usable(level) == CPU_AVX512) bf16_round_rows_avx512(job.xb, op->x, (size_t)k, 0, op->m, k);
+        else
+#endif
+            bf16_round_rows(job.xb, op->x, (size_t)k, 0, op->m, k);
+        job.kc = (int)job.ldxb;                              /* the padded k */
+    } else if (gemm_work_bytes(op->w->type, op->m, k)) {    /* int8 products: quantize x once */
         q8_act_init(&job.xq, op->work, op->m, k);
         void (*quantize)(q8_act *, const float *, size_t, int, int, int) = q8_act_quantize;
 #if defined(CLIP_KERNELS_X86)

@@ -17,7 +17,10 @@
  * with no horizontal reduction anywhere: each accumulator lane is one output.
  *
  * Other weight types keep the same panel idea with their own k step (gemm_type_info; quant.h):
- *   f16 / bf16: [k][16] 2-byte values, converted to f32 before the FMA.
+ *   f16: [k][16] 2-byte values, converted to f32 before the FMA.
+ *   bf16: [k / 2][16][2]: per PAIR of k steps one 64-byte line, each feature's two values
+ *     side by side in a 32-bit lane: the operand of one AVX-512 BF16 vdpbf16ps against a
+ *     broadcast pair of activations rounded to bf16 (its own exact order: quant.h).
  *   q8_0: k in blocks of 32; per block, 16 scales (f16, one per feature: 32
  *     bytes), then the block's 32 x 16 int8 values in groups of 4 k steps:
  *     [8 groups][16 features][4 int8] (512 bytes), so one 64-byte line is the 4-step
@@ -32,7 +35,9 @@
  * The tile shape, the cache blocking, the split across threads and the number of rows
  * in the batch change none of these operations (a k chunk stores acc in y, the next one
  * loads it back), so results are bit-identical for any thread count and batch size, and
- * every micro-kernel matches the scalar reference (which uses fmaf) bit for bit.
+ * every micro-kernel matches the scalar reference (which uses fmaf) bit for bit. The
+ * types beyond f32 define their own exact orders in quant.h (q8_0/q4_0 per block of 32;
+ * bf16 per pair of k steps, as vdpbf16ps), with the same guarantee.
  *
  * ---- Micro-kernels and the driver --------------------------------------------------------
  * kernels/gemm.c holds the ONE driver (blocking over m, n, k; threads; epilogues; the
@@ -52,6 +57,7 @@
 #define CLIP_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels.h"
 #include "threadpool.h"
@@ -113,8 +119,9 @@ typedef struct {
                                  types quantize x into it); NULL when that is 0 */
 } gemm_op;
 
-/* Scratch a product needs beyond x, W and y: 0 for f32/f16/bf16, the quantized activation
- * rows for q8_0/q4_0 (kernels/quant.h). Planned once per context, never in the hot loop. */
+/* Scratch a product needs beyond x, W and y: 0 for f32/f16, the quantized activation
+ * rows for q8_0/q4_0, the activation rows rounded to bf16 for bf16 (kernels/quant.h).
+ * Planned once per context, never in the hot loop. */
 size_t gemm_work_bytes(gemm_type type, int m, int k);
 
 /* Run op on the pool (NULL: the calling thread) with the given backend; the native
@@ -145,6 +152,8 @@ typedef struct {
     const signed char *xq;     /* q8_0/q4_0: x quantized (quant.h), the tile's first block */
     const float *xd;           /*   and its per-block scales */
     size_t ldxq, ldxd;         /*   row strides in int8 values and in scales */
+    const uint16_t *xb;        /* bf16: x rounded to bf16 (quant.h), the tile's first k */
+    size_t ldxb;               /*   row stride in bf16 values (k rounded up to even) */
 } gemm_tile;
 typedef void gemm_ukernel_fn(const gemm_tile *t);
 
@@ -159,6 +168,7 @@ typedef struct {
 #define GEMM_NEEDS_VNNI 1u     /* AVX-512 VNNI (vpdpbusd) */
 #define GEMM_NEEDS_DOTPROD 2u  /* aarch64 dotprod (sdot), hwcap ASIMDDP */
 #define GEMM_NEEDS_I8MM 4u     /* aarch64 i8mm (smmla), hwcap2 I8MM */
+#define GEMM_NEEDS_BF16 8u     /* AVX-512 BF16 (vdpbf16ps) */
 /* 1 if this CPU has every extension a micro-kernel needs. */
 int gemm_ukernel_usable(const gemm_ukernel *uk);
 

@@ -12,6 +12,15 @@
  * use (~2 ms) and the fastest taken. Cache sizes come from sysfs (Linux), else defaults.
  * CLIP_GEMM_TILE=<kernel name> (or "measure": time the candidates as for an unknown CPU),
  * CLIP_GEMM_KC, CLIP_GEMM_MC, CLIP_GEMM_NC, CLIP_GEMM_PREFETCH=0 override, for measurements. gemm_tuning.why says what was chosen and why (clip_run info / bench).
+ *
+ * The types beyond f32 have one tile per ISA (gemm.c kernel_for takes the table's row).
+ * bf16 on AVX-512 BF16 is 10 x 32 (bf16_avx512.c): on Zen 4 a 512-bit vdpbf16ps issues as
+ * two 256-bit halves, one a cycle, so 20 accumulators cover its latency many times over;
+ * 12, 13 and 14 rows measured the same within noise (a 50-row image runs 5 tiles of 10 or
+ * 4 of 12-13). Zen 5's full 512-bit pipes issue two a cycle: that needs ~12 independent
+ * accumulators (latency x 2) and about 1.2 loads a cycle for 10 x 32 (2 panel lines + 10
+ * broadcasts per 20 instructions), both within reach, so the same tile should hold there;
+ * not measured (no Zen 5 here).
  */
 #include <pthread.h>
 #include <stdio.h>

@@ -42,6 +42,11 @@ uint16_t f32_to_bf16(float f) {
     return (uint16_t)((x + 0x7fff + (x >> 16 & 1)) >> 16);
 }
 
+uint16_t f32_to_bf16_daz(float f) {
+    const uint32_t x = bits_of(f);
+    return (x & 0x7f800000) == 0 ? (uint16_t)(x >> 16 & 0x8000) : f32_to_bf16(f);
+}
+
 float bf16_to_f32(uint16_t h) { return float_of((uint32_t)h << 16); }
 
 /* ---- Packing ---------------------------------------------------------------------------- */
@@ -142,10 +147,14 @@ void quant_pack(void *dst, gemm_type type, const float *w, int n, int k) {
         char *panel = (char *)dst + (size_t)(j / GEMM_PANEL) * panel_bytes;
         const int f = j % GEMM_PANEL;
         const float *row = w + (size_t)j * k;
-        if (type == GEMM_F16 || type == GEMM_BF16) {
+        if (type == GEMM_F16) {
             uint16_t *h = (uint16_t *)panel;
-            for (int p = 0; p < k; p++)
-                h[(size_t)p * GEMM_PANEL + f] = type == GEMM_F16 ? f32_to_f16(row[p]) : f32_to_bf16(row[p]);
+            for (int p = 0; p < k; p++) h[(size_t)p * GEMM_PANEL + f] = f32_to_f16(row[p]);
+            continue;
+        }
+        if (type == GEMM_BF16) {        /* [k / 2][16][2]: step p at pair p / 2, slot p % 2 */
+            uint16_t *h = (uint16_t *)panel;
+            for (int p = 0; p < k; p++) h[(size_t)(p / 2) * 2 * GEMM_PANEL + 2 * f + p % 2] = f32_to_bf16_daz(row[p]);
             continue;
         }
         for (int b = 0; b < n_blocks_of(k); b++) {
@@ -191,11 +200,12 @@ void quant_row(const gemm_weight *w, int j, float *out) {
     case GEMM_F32:
         for (int p = 0; p < w->k; p++) out[p] = ((const float *)panel)[(size_t)p * GEMM_PANEL + f];
         return;
-    case GEMM_F16: case GEMM_BF16:
-        for (int p = 0; p < w->k; p++) {
-            const uint16_t h = ((const uint16_t *)panel)[(size_t)p * GEMM_PANEL + f];
-            out[p] = w->type == GEMM_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-        }
+    case GEMM_F16:
+        for (int p = 0; p < w->k; p++) out[p] = f16_to_f32(((const uint16_t *)panel)[(size_t)p * GEMM_PANEL + f]);
+        return;
+    case GEMM_BF16:
+        for (int p = 0; p < w->k; p++)
+            out[p] = bf16_to_f32(((const uint16_t *)panel)[(size_t)(p / 2) * 2 * GEMM_PANEL + 2 * f + p % 2]);
         return;
     default:
         for (int b = 0; b < n_blocks_of(w->k); b++) {
@@ -234,6 +244,17 @@ void q8_act_quantize(q8_act *a, const float *x, size_t ldx, int row0, int n_rows
     }
 }
 
+size_t bf16_act_bytes(int m, int k) { return (size_t)m * bf16_act_stride(k) * sizeof(uint16_t) + 64; }
+
+void bf16_round_rows(uint16_t *xb, const float *x, size_t ldx, int row0, int n_rows, int k) {
+    const size_t ldxb = bf16_act_stride(k);
+    for (int r = row0; r < row0 + n_rows; r++) {
+        uint16_t *out = xb + (size_t)r * ldxb;
+        for (int p = 0; p < k; p++) out[p] = f32_to_bf16_daz(x[(size_t)r * ldx + p]);
+        if (k % 2) out[k] = 0;
+    }
+}
+
 /* ---- Scalar reference micro-kernels ------------------------------------------------------- */
 static void start_acc(const gemm_tile *t, float *acc, const float *y, int j0, int cols) {
     for (int c = 0; c < cols; c++) {
@@ -242,8 +263,8 @@ static void start_acc(const gemm_tile *t, float *acc, const float *y, int j0, in
     }
 }
 
-/* f16 and bf16: the f32 order with each weight converted first. */
-static void half_kernel(const gemm_tile *t, int is_f16) {
+/* f16: the f32 order with each weight converted first. */
+void gemm_f16_scalar_4x16(const gemm_tile *t) {
     for (int j0 = 0; j0 < t->n; j0 += GEMM_PANEL) {
         const uint16_t *panel = (const uint16_t *)((const char *)t->w + (size_t)(j0 / GEMM_PANEL) * t->panel_bytes);
         const int cols = t->n - j0 < GEMM_PANEL ? t->n - j0 : GEMM_PANEL;
@@ -252,16 +273,39 @@ static void half_kernel(const gemm_tile *t, int is_f16) {
             float *y = t->y + (size_t)i * t->ldy + j0, acc[GEMM_PANEL];
             start_acc(t, acc, y, j0, cols);
             for (int p = 0; p < t->k; p++)
-                for (int c = 0; c < cols; c++) {
-                    const uint16_t h = panel[(size_t)p * GEMM_PANEL + c];
-                    acc[c] = fmaf(x[p], is_f16 ? f16_to_f32(h) : bf16_to_f32(h), acc[c]);
-                }
+                for (int c = 0; c < cols; c++) acc[c] = fmaf(x[p], f16_to_f32(panel[(size_t)p * GEMM_PANEL + c]), acc[c]);
             for (int c = 0; c < cols; c++) y[c] = acc[c];
         }
     }
 }
-void gemm_f16_scalar_4x16(const gemm_tile *t) { half_kernel(t, 1); }
-void gemm_bf16_scalar_4x16(const gemm_tile *t) { half_kernel(t, 0); }
+
+/* bf16: the order of vdpbf16ps (quant.h): per pair of k steps, the odd product, then the
+ * even one, each one fused multiply-add; subnormal inputs read as zero, subnormal results
+ * (after rounding) flushed to zero of their sign. t->xb holds x rounded to bf16. */
+static float daz(float f) { return (bits_of(f) & 0x7f800000) == 0 ? float_of(bits_of(f) & 0x80000000u) : f; }
+static float ftz(float f) { return daz(f); }        /* the same test on a result */
+
+void gemm_bf16_scalar_4x16(const gemm_tile *t) {
+    for (int j0 = 0; j0 < t->n; j0 += GEMM_PANEL) {
+        const uint16_t *panel = (const uint16_t *)((const char *)t->w + (size_t)(j0 / GEMM_PANEL) * t->panel_bytes);
+        const int cols = t->n - j0 < GEMM_PANEL ? t->n - j0 : GEMM_PANEL;
+        for (int i = 0; i < t->m; i++) {
+            const uint16_t *xb = t->xb + (size_t)i * t->ldxb;
+            float *y = t->y + (size_t)i * t->ldy + j0, acc[GEMM_PANEL];
+            start_acc(t, acc, y, j0, cols);
+            for (int c = 0; c < cols; c++) acc[c] = daz(acc[c]);
+            for (int q = 0; q < t->k / 2; q++) {
+                const float x0 = daz(bf16_to_f32(xb[2 * q])), x1 = daz(bf16_to_f32(xb[2 * q + 1]));
+                const uint16_t *pair = panel + (size_t)q * 2 * GEMM_PANEL;
+                for (int c = 0; c < cols; c++) {
+                    acc[c] = ftz(fmaf(x1, daz(bf16_to_f32(pair[2 * c + 1])), acc[c]));
+                    acc[c] = ftz(fmaf(x0, daz(bf16_to_f32(pair[2 * c])), acc[c]));
+                }
+            }
+            for (int c = 0; c < cols; c++) y[c] = acc[c];
+        }
+    }
+}
 
 /* q8_0 and q4_0: exact int32 block sums, one fmaf per block (quant.h). t->xq / t->xd are
  * the quantized activation rows at the tile's first block; t->k is a multiple of 32. */

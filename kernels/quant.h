@@ -3,7 +3,9 @@
  * A linear weight W [n, k] is stored in panels of 16 output features (gemm.h). Per type:
  *
  *   f16   panel = [k][16] IEEE binary16            w = half_to_float(h)
- *   bf16  panel = [k][16] bfloat16 (top 16 bits of an f32)
+ *   bf16  panel = [ceil(k / 2)][16][2] bfloat16 (top 16 bits of an f32), k padded with a
+ *         zero to even: w[f][2 q + e] = bf2f(v[q][f][e]); one 64-byte line per pair of k
+ *         steps, each feature's pair in one 32-bit lane (file layout code 2, FORMAT.md)
  *   q8_0  panel = ceil(k / 32) blocks of q8_0_block (544 bytes, 8.5 bits per weight):
  *           d[16]           one f16 scale per feature for these 32 k steps
  *           q[8][16][4]     int8: [group of 4 k steps][feature][k step in the group]
@@ -28,6 +30,22 @@
  * where isum_b is the exact int32 dot product of the block's 32 int8 pairs. Integer sums
  * are exact and the float steps are fixed, so every ISA reproduces the scalar reference
  * bit for bit, for any batch or thread count.
+ *
+ * ---- bf16: the exact order of AVX-512 BF16 vdpbf16ps -----------------------------------
+ * The bf16 product rounds the activations to bf16 too (bf16_round_rows: f32 subnormals to
+ * signed zero, then round to nearest even, NaN stays NaN: what vcvtne2ps2bf16 does) and
+ * multiplies k in pairs, as vdpbf16ps does per 32-bit lane (Intel SDM pseudo-code; AMD
+ * Zen 4 measured identical on 32 million random and edge lanes, bench/README.md):
+ *     acc = daz((load_y ? y : 0) [+ bias])
+ *     for each pair q = 0, 1, ... ceil(k / 2) - 1 (x and w zero past k):
+ *         acc = ftz(fmaf(xb[2q + 1], wb[2q + 1], acc))      the odd element first,
+ *         acc = ftz(fmaf(xb[2q],     wb[2q],     acc))      then the even one
+ * where xb, wb are the bf16 values as floats with subnormals read as zero (daz) and
+ * ftz(r) replaces a result whose exponent field is 0 after rounding (|r| < 2^-126) by zero
+ * of r's sign (x86 flush-to-zero: tininess after rounding; FLT_MIN - 2^-160 stays FLT_MIN).
+ * Each step is one f32 fused multiply-add rounded to nearest even, so the scalar reference
+ * (fmaf) and the AVX2 and NEON kernels (FMA + an explicit flush) give the same bits as the
+ * instruction. A NaN input gives a NaN output; which NaN (its payload) is not specified.
  */
 #ifndef CLIP_QUANT_H
 #define CLIP_QUANT_H
@@ -55,6 +73,8 @@ _Static_assert(sizeof(q4_0_block) == 288, "q4_0 block: 16 f16 scales + 256 bytes
 uint16_t f32_to_f16(float f);          /* round to nearest even; overflow -> inf */
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);         /* round to nearest even; NaN stays NaN */
+uint16_t f32_to_bf16_daz(float f);     /* the same after an f32 subnormal becomes signed zero
+                                          (vcvtneps2bf16): bf16 weights and activations */
 float bf16_to_f32(uint16_t h);
 
 /* ---- Packing (gemm_pack dispatches here for the types beyond f32) ----------------------- */
@@ -81,17 +101,28 @@ void q8_act_quantize_avx2(q8_act *a, const float *x, size_t ldx, int row0, int n
 void q8_act_quantize_avx512(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);
 void q8_act_quantize_neon(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k);   /* quant_neon.c */
 
+/* ---- Activations rounded to bf16 (the bf16 products) -----------------------------------
+ * Rows [row0, row0 + n_rows) of x [., k] (stride ldx) -> xb with row stride ldxb =
+ * bf16_act_stride(k) (k rounded up to even; the pad is a zero), each value f32_to_bf16_daz. */
+static inline size_t bf16_act_stride(int k) { return (size_t)(k + 1) / 2 * 2; }
+size_t bf16_act_bytes(int m, int k);   /* scratch for m rows */
+void bf16_round_rows(uint16_t *xb, const float *x, size_t ldx, int row0, int n_rows, int k);
+void bf16_round_rows_avx512(uint16_t *xb, const float *x, size_t ldx, int row0, int n_rows, int k);
+
 /* ---- Scalar reference micro-kernels (any m, n; the order of the comment above) -------- */
 gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x16, gemm_q4_0_scalar_4x16;
 /* AVX2 + FMA + F16C (kernels/quant_avx2.c); the int8 ones with vpmaddubsw, no VNNI. */
-gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_bf16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
+gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
 /* AVX-512 (kernels/quant_avx512.c); the int8 ones need AVX-512 VNNI (GEMM_NEEDS_VNNI). */
-gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_bf16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
+gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
 /* NEON (kernels/quant_neon.c): f16 with fcvtl + fmla; the int8 ones with smmla (i8mm,
- * GEMM_NEEDS_I8MM), sdot (dotprod, GEMM_NEEDS_DOTPROD) or smull/sadalp (ARMv8.0). No bf16. */
+ * GEMM_NEEDS_I8MM), sdot (dotprod, GEMM_NEEDS_DOTPROD) or smull/sadalp (ARMv8.0). */
 gemm_ukernel_fn gemm_f16_neon_5x16;
 gemm_ukernel_fn gemm_q8_0_neon_smmla_4x16, gemm_q4_0_neon_smmla_4x16;
 gemm_ukernel_fn gemm_q8_0_neon_sdot_3x16, gemm_q4_0_neon_sdot_3x16;
 gemm_ukernel_fn gemm_q8_0_neon_3x16, gemm_q4_0_neon_3x16;
+/* bf16 in the order of vdpbf16ps: AVX-512 BF16 itself (GEMM_NEEDS_BF16), and FMA with an
+ * explicit flush on AVX2 and NEON (kernels/bf16_avx512.c, bf16_avx2.c, bf16_neon.c). */
+gemm_ukernel_fn gemm_bf16_avx512bf16_10x32, gemm_bf16_avx2_4x16, gemm_bf16_neon_4x16;
 
 #endif

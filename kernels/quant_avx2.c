@@ -3,8 +3,8 @@
  * features). Each reproduces its scalar reference in quant.c bit for bit: the same float
  * operations per output in the same order.
  *
- *   f16 / bf16 (6 x 16): per k step, the panel's 16 values converted to floats (vcvtph2ps,
- *     or zero-extend + 16-bit shift for bf16), then one FMA per row and half-panel against
+ *   f16 (6 x 16): per k step, the panel's 16 values converted to floats (vcvtph2ps),
+ *     then one FMA per row and half-panel against
  *     the broadcast x value: the f32 kernel's 12 accumulators with a conversion in front.
  *   q8_0 / q4_0 (4 x 16): per block of 32 k steps, 8 groups of 4; the group's 64-byte line
  *     (features 0-7, 8-15; q4_0: nibbles unpacked with AND / shift, minus 8) against 4
@@ -51,16 +51,13 @@ static inline void store_row(const gemm_tile *t, int i, __m256i lo, __m256i hi, 
     _mm256_maskstore_ps(y + 8, hi, a1);
 }
 
-/* ---- f16 / bf16: [k][16] 2-byte values ---------------------------------------------------- */
+/* ---- f16: [k][16] 2-byte values (bf16 has its own kernel: bf16_avx2.c) ------------------------ */
 #define HALF_MR 6
 
-static inline __m256 half8(const uint16_t *p, int is_f16) {
-    const __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return is_f16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
+static inline __m256 half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
 /* mr a compile-time constant (the switch below), so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, const int mr, const int is_f16) {
+static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, const int mr) {
     const __m256i lo = lanes8(t->n), hi = lanes8(t->n - 8);
     __m256 acc[HALF_MR][2];
 #pragma GCC unroll 8
@@ -69,7 +66,7 @@ static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, 
     const float *x = t->x;
     const size_t ldx = t->ldx;
     for (int p = 0; p < t->k; p++) {
-        const __m256 v0 = half8(w + (size_t)p * GEMM_PANEL, is_f16), v1 = half8(w + (size_t)p * GEMM_PANEL + 8, is_f16);
+        const __m256 v0 = half8(w + (size_t)p * GEMM_PANEL), v1 = half8(w + (size_t)p * GEMM_PANEL + 8);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
             const __m256 a = _mm256_broadcast_ss(x + i * ldx + p);
@@ -81,20 +78,18 @@ static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, 
     for (int i = 0; i < mr; i++) store_row(t, i, lo, hi, acc[i][0], acc[i][1]);
 }
 
-static inline __attribute__((always_inline)) void half_dispatch(const gemm_tile *t, const int is_f16) {
+void gemm_f16_avx2_6x16(const gemm_tile *t) {
     switch (t->m) {
-    case 1: half_tile(t, 1, is_f16); break;
-    case 2: half_tile(t, 2, is_f16); break;
-    case 3: half_tile(t, 3, is_f16); break;
-    case 4: half_tile(t, 4, is_f16); break;
-    case 5: half_tile(t, 5, is_f16); break;
-    case 6: half_tile(t, 6, is_f16); break;
+    case 1: half_tile(t, 1); break;
+    case 2: half_tile(t, 2); break;
+    case 3: half_tile(t, 3); break;
+    case 4: half_tile(t, 4); break;
+    case 5: half_tile(t, 5); break;
+    case 6: half_tile(t, 6); break;
     default: break;
     }
 }
 
-void gemm_f16_avx2_6x16(const gemm_tile *t) { half_dispatch(t, 1); }
-void gemm_bf16_avx2_6x16(const gemm_tile *t) { half_dispatch(t, 0); }
 
 /* ---- q8_0 / q4_0 ---------------------------------------------------------------------------- */
 #define INT_MR 4

@@ -2,8 +2,8 @@
  * tiles of up to MR rows x 32 features (two panels). Each reproduces its scalar reference
  * in quant.c bit for bit: the same float operations per output in the same order.
  *
- *   f16 / bf16 (HALF_MR x 32): per k step, each panel's 16 values converted to floats
- *     (vcvtph2ps, or a 16-bit shift for bf16), then one FMA per row and panel against the
+ *   f16 (HALF_MR x 32): per k step, each panel's 16 values converted to floats
+ *     (vcvtph2ps), then one FMA per row and panel against the
  *     broadcast x value: the f32 8x32 kernel's shape with a conversion in front.
  *   q8_0 / q4_0 (AVX-512 VNNI, INT_MR x 32): per block of 32 k steps, 8 groups of 4; per
  *     group and panel one 64-byte line of weights (q4_0: half a line of nibbles, unpacked
@@ -46,14 +46,10 @@ static inline void store_acc(const gemm_tile *t, int i, int j, __m512 acc) {
     _mm512_mask_storeu_ps(t->y + (size_t)i * t->ldy + 16 * j, panel_mask(t->n, j), acc);
 }
 
-/* ---- f16 and bf16 panels: [k][16] 2-byte values ------------------------------------------ */
-static inline __m512 half_line(const uint16_t *p, int is_f16) {
-    const __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return is_f16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+/* ---- f16 panels: [k][16] 2-byte values (bf16 has its own kernel: bf16_avx512.c) ---------- */
+static inline __m512 half_line(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 
-static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, const int mr, const int np,
-                                                            const int is_f16) {
+static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, const int mr, const int np) {
     __m512 acc[HALF_MR][MAX_NP];
 #pragma GCC unroll 16
     for (int i = 0; i < mr; i++)
@@ -69,8 +65,8 @@ static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, 
             if (np > 1) _mm_prefetch(next + t->panel_bytes + (size_t)p * 32, _MM_HINT_T1);
         }
         __m512 wv[MAX_NP];
-        wv[0] = half_line(w0 + (size_t)p * GEMM_PANEL, is_f16);
-        if (np > 1) wv[1] = half_line(w1 + (size_t)p * GEMM_PANEL, is_f16);
+        wv[0] = half_line(w0 + (size_t)p * GEMM_PANEL);
+        if (np > 1) wv[1] = half_line(w1 + (size_t)p * GEMM_PANEL);
 #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) {
             const __m512 a = _mm512_set1_ps(x[i * ldx + p]);
@@ -84,17 +80,14 @@ static inline __attribute__((always_inline)) void half_tile(const gemm_tile *t, 
         for (int j = 0; j < np; j++) store_acc(t, i, j, acc[i][j]);
 }
 
-#define HALF_CASE(mr) case mr: if (two) half_tile(t, mr, 2, is_f16); else half_tile(t, mr, 1, is_f16); break;
-static inline __attribute__((always_inline)) void half_dispatch(const gemm_tile *t, const int is_f16) {
+#define HALF_CASE(mr) case mr: if (two) half_tile(t, mr, 2); else half_tile(t, mr, 1); break;
+void gemm_f16_avx512_8x32(const gemm_tile *t) {
     const int two = t->n > 16;
     switch (t->m) {
     HALF_CASE(1) HALF_CASE(2) HALF_CASE(3) HALF_CASE(4) HALF_CASE(5) HALF_CASE(6) HALF_CASE(7) HALF_CASE(8)
     default: break;
     }
 }
-
-void gemm_f16_avx512_8x32(const gemm_tile *t) { half_dispatch(t, 1); }
-void gemm_bf16_avx512_8x32(const gemm_tile *t) { half_dispatch(t, 0); }
 
 /* ---- q8_0 / q4_0 --------------------------------------------------------------------------- */
 /* The 64-byte int8 line of group g of a block (q8_0: stored; q4_0: unpacked nibbles). */

@@ -29,7 +29,7 @@ static int find_tensor(const clip_model *m, const float **out, int *packed, int 
     if (WF_LAYOUT(t->dtype) != WF_ROWS && !packed)
         return clip_fail(CLIP_ERR_FORMAT, "%s: tensor '%s' is stored in panels; only linear weights may be",
                          m->file.path, name);
-    if (packed) *packed = WF_LAYOUT(t->dtype) == WF_PANELS16;
+    if (packed) *packed = WF_LAYOUT(t->dtype) != WF_ROWS;
     int same = t->n_dims == (uint32_t)n_dims;
     for (int d = 0; same && d < n_dims; d++) same = t->dims[d] == dims[d];
     if (!same) {

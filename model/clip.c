@@ -179,9 +179,10 @@ int clip_context_new(const clip_model *m, int n_threads, int max_batch, clip_con
     size_t sizes[] = {lines(rows * d_model), lines(rows * d_model), lines(rows * 3 * d_model),
                       lines(rows * d_mlp), lines((size_t)max_batch * m->vision.n_patches * patch_len),
                       attn_floats * (size_t)n_threads,
-                      /* quantized weights: x quantized per block (kernels/quant.h), for the
-                         widest input any linear layer has */
-                      lines((gemm_work_bytes(GEMM_Q8_0, (int)rows, (int)max_z(max_z(d_mlp, patch_len), d_model))
+                      /* quantized weights: x quantized per block, or rounded to bf16
+                         (kernels/quant.h), for the widest input any linear layer has */
+                      lines((max_z(gemm_work_bytes(GEMM_Q8_0, (int)rows, (int)max_z(max_z(d_mlp, patch_len), d_model)),
+                                   gemm_work_bytes(GEMM_BF16, (int)rows, (int)max_z(max_z(d_mlp, patch_len), d_model)))
                              + sizeof(float) - 1) / sizeof(float))};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];

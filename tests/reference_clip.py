@@ -64,20 +64,21 @@ class ClipFile:
             pos += 8 * n_dims
             offset, size, checksum = struct.unpack_from("<QQI", self.raw, pos)
             pos += 20
-            # f32 row-major, or in panels of 16 rows of f32, f16, bf16, q8_0 or q4_0
-            assert dtype == 0 or (dtype >> 8 == 1 and (dtype & 0xFF) in (0, 1, 2, 8, 9)), (name, dtype)
-            tensors[name] = (dims, offset, size, dtype >> 8 == 1, dtype & 0xFF)
+            # f32 row-major, or in panels of 16 rows of f32, f16, q8_0 or q4_0 (layout 1),
+            # or of bf16 with k in pairs (layout 2)
+            assert dtype == 0 or (dtype >> 8 == 1 and (dtype & 0xFF) in (0, 1, 8, 9)) or dtype == 0x202, (name, dtype)
+            tensors[name] = (dims, offset, size, dtype >> 8 != 0, dtype & 0xFF)
         return tensors
 
     def get(self, name):
         """Returns a tensor as a list of rows (2-D) or a flat list (1-D). A quantized matrix
         (q8_0, q4_0) comes back as a Weight that asks linear() to quantize its input as the
-        C kernels do (docs/FORMAT.md, kernels/quant.h)."""
+        C kernels do, a bf16 one to round its input to bf16 (docs/FORMAT.md, kernels/quant.h)."""
         dims, offset, size, panels, etype = self.tensors[name]
         if etype:
             if name not in self.cache:
                 rows = DEQUANT[etype](self.raw[offset:offset + size], dims[0], dims[1])
-                self.cache[name] = Weight(rows, quantize_input=etype in (8, 9))
+                self.cache[name] = Weight(rows, {8: "int8", 9: "int8", 2: "bf16"}.get(etype))
             return self.cache[name]
         a = array.array("f")
         a.frombytes(self.raw[offset:offset + size])
@@ -105,7 +106,8 @@ class ClipFile:
 
 # ---- The element types beyond f32, read from docs/FORMAT.md ("Element types in panels") ----
 class Weight(list):
-    """Rows of a dequantized matrix; quantize_input: the kernels multiply int8 by int8."""
+    """Rows of a dequantized matrix; quantize_input: what the kernels do to the input first
+    ("int8": quantize per block and multiply int8 by int8; "bf16": round to bf16; None)."""
 
     def __init__(self, rows, quantize_input):
         super().__init__(rows)
@@ -130,7 +132,13 @@ def _f16(raw, n, k, which=None):
 
 
 def _bf16(raw, n, k, which=None):
-    return _half_panels(raw, n, k, lambda b, o: struct.unpack("<f", b"\0\0" + b[o:o + 2])[0], which)
+    # panels [ceil(k / 2)][16][2]: row r's value p at (r // 16) * panel + (p // 2) * 64 + (r % 16) * 4 + (p % 2) * 2
+    panel_bytes = (32 * k + 63) // 64 * 64
+    rows = []
+    for r in (range(n) if which is None else which):
+        base = (r // 16) * panel_bytes + 4 * (r % 16)
+        rows.append([struct.unpack("<f", b"\0\0" + raw[base + 64 * (p // 2) + 2 * (p % 2):][:2])[0] for p in range(k)])
+    return rows
 
 
 def _blocks(raw, n, k, block_bytes, value, which=None):
@@ -177,10 +185,26 @@ def quantize_row(row):
     return out
 
 
+def round_bf16(v):
+    """An activation as the bf16 products see it: as float32, a subnormal becomes zero, then
+    the top 16 bits rounded to nearest even (the low 16 bits above 0x8000, or equal with
+    the kept part odd, round up)."""
+    (u,) = struct.unpack("<I", struct.pack("<f", _f32(v)))
+    if u & 0x7f800000 == 0:
+        return 0.0
+    low, keep = u & 0xffff, u & 0xffff0000
+    if low > 0x8000 or (low == 0x8000 and keep & 0x10000):
+        keep += 0x10000
+    return struct.unpack("<f", struct.pack("<I", keep))[0]
+
+
 def linear(x, w, b=None):
     """x: rows [n, d_in]; w: [d_out, d_in]; y = x w^T + b."""
-    if getattr(w, "quantize_input", False):
+    mode = getattr(w, "quantize_input", None)
+    if mode == "int8":
         x = [quantize_row(row) for row in x]
+    elif mode == "bf16":
+        x = [[round_bf16(v) for v in row] for row in x]
     out = []
     for row in x:
         y = [sum(a * c for a, c in zip(row, wr)) for wr in w]

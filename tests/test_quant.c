@@ -5,7 +5,11 @@
  *   - f16: the x86 F16C instructions (vcvtps2ph / vcvtph2ps) on every one of the 65536
  *     half values and on a million random and edge-case floats; elsewhere exact
  *     properties (round trip, monotonicity);
- *   - bf16: rounding computed here in double (nearest even of the 8-bit mantissa);
+ *   - bf16: rounding computed here in double (nearest even of the 8-bit mantissa); the
+ *     order of the bf16 product against the AVX-512 BF16 instruction itself (vdpbf16ps)
+ *     on random and edge lanes (subnormals, ties, overflow, cancellation), where the CPU
+ *     has it; every bf16 micro-kernel bit for bit against the scalar reference on edge
+ *     values and tile edges;
  *   - quantization: per-element error bounds derived from the block's scale;
  *   - products: a double-precision dot product over the dequantized weights (quant_row)
  *     and, for the int8 types, the dequantized activations (d x q, computed here from the
@@ -34,11 +38,20 @@ __attribute__((target("f16c"))) static float hw_from_f16(uint16_t h) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 static int have_f16c(void) { return __builtin_cpu_supports("f16c"); }
+static int have_bf16_dot(void) { return (cpu_features() & CPU_FEAT_AVX512_BF16) != 0; }
+/* One vdpbf16ps on 16 lanes: acc[j] += x[j] . w[j] over each lane's bf16 pair. */
+__attribute__((target("avx512bf16,avx512f"))) static void hw_dpbf16(float *acc, const uint32_t *x, const uint32_t *w) {
+    const __m512 sum = _mm512_dpbf16_ps(_mm512_loadu_ps(acc), (__m512bh)_mm512_loadu_si512(x),
+                                        (__m512bh)_mm512_loadu_si512(w));
+    _mm512_storeu_ps(acc, sum);
+}
 #else
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
 #endif
+static int have_bf16_dot(void) { return 0; }
+static void hw_dpbf16(float *acc, const uint32_t *x, const uint32_t *w) { (void)acc, (void)x, (void)w; }
 static int have_f16c(void) { return 0; }
 static uint16_t hw_to_f16(float f) { (void)f; return 0; }
 static float hw_from_f16(uint16_t h) { (void)h; return 0; }
@@ -50,6 +63,21 @@ static float hw_from_f16(uint16_t h) { (void)h; return 0; }
 static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float float_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* bf16 rounding computed here: of the two bf16 neighbours of f (its top half, and that plus
+ * one unit), the nearer in double, a tie to the even one. */
+static uint16_t bf16_nearest(float f) {
+    const uint32_t lo_bits = bits(f) & 0xffff0000u, hi_bits = lo_bits + 0x10000u;
+    const double dl = fabs((double)f - float_bits(lo_bits)), dh = fabs((double)float_bits(hi_bits) - f);
+    return (uint16_t)((dl < dh || (dl == dh && !((lo_bits >> 16) & 1))) ? lo_bits >> 16 : hi_bits >> 16);
+}
+/* The activations of a bf16 product: an f32 subnormal becomes zero of its sign (DAZ), then
+ * bf16_nearest (finite values; NaN and infinities are handled by the caller's test). */
+static float bf16_activation(float f) {
+    if (fabsf(f) < 0x1p-126f) return copysignf(0.0f, f);
+    return float_bits((uint32_t)bf16_nearest(f) << 16);
+}
 
 START_TEST(test_f16_against_f16c) {
     if (!have_f16c()) {
@@ -85,15 +113,7 @@ START_TEST(test_bf16_rounding) {
     unsigned seed = 3;
     for (int i = 0; i < 1000000; i++) {
         float f = test_rand(&seed) * ldexpf(1.0f, (int)(seed % 80) - 40);
-        uint16_t b = f32_to_bf16(f);
-        /* reference: the two bf16 neighbours of f, nearest wins, ties to the even one */
-        uint32_t u = bits(f);
-        float lo, hi;
-        uint32_t lo_bits = u & 0xffff0000u, hi_bits = lo_bits + 0x10000u;
-        memcpy(&lo, &lo_bits, 4);
-        memcpy(&hi, &hi_bits, 4);
-        double dl = fabs((double)f - lo), dh = fabs((double)hi - f);
-        uint16_t want = (uint16_t)((dl < dh || (dl == dh && !((lo_bits >> 16) & 1))) ? lo_bits >> 16 : hi_bits >> 16);
+        uint16_t b = f32_to_bf16(f), want = bf16_nearest(f);
         ck_assert_msg(b == want, "bf16 of %a: %04x, want %04x", f, b, want);
         ck_assert(bits(bf16_to_f32(b)) == (uint32_t)b << 16);
     }
@@ -149,7 +169,8 @@ static const shape shapes[] = {{1, 1, 1}, {7, 65, 63}, {63, 7, 65}, {1, 16, 32},
 
 /* y = x W^T + b in double, from what the kernel is defined to multiply: the dequantized
  * weights, and for the int8 types the dequantized activations (scales and values as
- * q8_act_quantize stores them: d = max|x| / 127, q = round(x * 127 / max|x|)). */
+ * q8_act_quantize stores them: d = max|x| / 127, q = round(x * 127 / max|x|)), for bf16
+ * the activations rounded to bf16 (bf16_activation, computed here). */
 static void reference(double *ref, double *mag, const float *x, const gemm_weight *pw, const float *bias, int m) {
     const int n = pw->n, k = pw->k, is_int = pw->type == GEMM_Q8_0 || pw->type == GEMM_Q4_0;
     float *row = malloc(sizeof(float) * k), *xd = malloc(sizeof(float) * k);
@@ -159,7 +180,8 @@ static void reference(double *ref, double *mag, const float *x, const gemm_weigh
             for (int p = b; p < b + QK && p < k; p++) amax = fmaxf(amax, fabsf(x[(size_t)i * k + p]));
             for (int p = b; p < b + QK && p < k; p++) {
                 const float v = x[(size_t)i * k + p];
-                xd[p] = !is_int ? v : amax > 0 ? (amax / 127.0f) * nearbyintf(v * (127.0f / amax)) : 0;
+                xd[p] = pw->type == GEMM_BF16 ? bf16_activation(v)
+                        : !is_int ? v : amax > 0 ? (amax / 127.0f) * nearbyintf(v * (127.0f / amax)) : 0;
             }
         }
         for (int j = 0; j < n; j++) {
@@ -278,7 +300,8 @@ END_TEST
 static gemm_ukernel_fn *scalar_of(gemm_type type) {
     switch (type) {
     case GEMM_F16: return gemm_f16_scalar_4x16;
-    case GEMM_BF16: return gemm_bf16_scalar_4x16;
+    /* bf16 reads its activations rounded in the work buffer, in pairs of k:
+     * test_bf16_kernels_edge_values compares its kernels on every tile edge */
     case GEMM_Q8_0: return gemm_q8_0_scalar_4x16;
     case GEMM_Q4_0: return gemm_q4_0_scalar_4x16;
     default: return NULL;
@@ -289,7 +312,10 @@ static gemm_ukernel_fn *scalar_of(gemm_type type) {
 static const char *missing_needs(const gemm_ukernel *uk) {
     if (!cpu_level_usable(uk->isa)) return cpu_level_name(uk->isa);
     if (gemm_ukernel_usable(uk)) return "";
-    return uk->needs & GEMM_NEEDS_VNNI ? "avx512_vnni" : uk->needs & GEMM_NEEDS_I8MM ? "i8mm" : "dotprod";
+    return uk->needs & GEMM_NEEDS_VNNI   ? "avx512_vnni"
+           : uk->needs & GEMM_NEEDS_BF16 ? "avx512_bf16"
+           : uk->needs & GEMM_NEEDS_I8MM ? "i8mm"
+                                         : "dotprod";
 }
 
 START_TEST(test_ukernels_match_scalar) {
@@ -330,9 +356,11 @@ START_TEST(test_ukernels_match_scalar) {
                         q8_act act;
                         q8_act_init(&act, act_mem, m, ldx);
                         q8_act_quantize(&act, x, (size_t)ldx, 0, m, ldx);
-                        gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
-                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL,
-                                       uk[u].type, act.q, act.d, (size_t)act.n_blocks * QK, (size_t)act.n_blocks};
+                        gemm_tile t = {.x = x, .ldx = (size_t)ldx, .w = pw.panels, .panel_bytes = pw.panel_bytes,
+                                       .y = y, .ldy = (size_t)ldy, .bias = use_bias ? bias : NULL, .m = m, .n = n,
+                                       .k = k, .load_y = load_y, .next_w = variant == 3 ? pw.panels : NULL,
+                                       .type = uk[u].type, .xq = act.q, .xd = act.d,
+                                       .ldxq = (size_t)act.n_blocks * QK, .ldxd = (size_t)act.n_blocks};
                         uk[u].run(&t);
                         t.y = ref;
                         ref_fn(&t);
@@ -386,6 +414,198 @@ START_TEST(test_dispatch_tile_override) {
 }
 END_TEST
 
+/* ---- bf16: the order of vdpbf16ps ------------------------------------------------------- */
+static uint64_t xorshift(uint64_t *s) { *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17; return *s; }
+
+/* A bf16 from a mix meant to reach every branch of the order: zeros and subnormals, the
+ * smallest and largest exponents (products that underflow or overflow), infinities (with
+ * `inf` set), and ordinary values. */
+static uint16_t edge_bf16(uint64_t *s, int inf) {
+    const uint64_t r = xorshift(s);
+    const uint16_t sign = (uint16_t)((r >> 8 & 1) << 15), man = (uint16_t)(r >> 16 & 0x7f);
+    const unsigned e = (unsigned)(r >> 24);
+    switch (r % 8) {
+    case 0: return sign | man;                                  /* subnormal or zero */
+    case 1: return inf ? (uint16_t)(sign | 0x7f80) : sign;      /* infinity */
+    case 2: return sign | (uint16_t)((e % 20 + 1) << 7) | man;  /* tiny */
+    case 3: return sign | (uint16_t)((e % 20 + 235) << 7) | man; /* huge */
+    default: return sign | (uint16_t)((e % 40 + 107) << 7) | man; /* ordinary */
+    }
+}
+static float edge_f32(uint64_t *s) {
+    const uint64_t r = xorshift(s);
+    const uint32_t sign = (uint32_t)(r >> 8 & 1) << 31, man = (uint32_t)(r >> 9) & 0x7fffff;
+    const unsigned e = (unsigned)(r >> 40);
+    switch (r % 6) {
+    case 0: return float_bits(sign | man);                      /* subnormal */
+    case 1: return float_bits(sign | (e % 30 + 1) << 23 | man);
+    case 2: return float_bits(sign | (e % 30 + 225) << 23 | man);
+    case 3: return 0.0f;
+    default: return float_bits(sign | (e % 60 + 97) << 23 | man);
+    }
+}
+
+static int same_bits(float a, float b) { return bits(a) == bits(b) || (isnan(a) && isnan(b)); }
+
+/* The scalar reference's order (quant.h) against the instruction it describes: a 1 x 16
+ * tile with k = 2 is exactly one vdpbf16ps per lane. 2 million lanes of random edge
+ * values (a fifth with the odd product made to cancel the even one's operands), then the
+ * hand-picked cases: a sum just below 2^-126 that rounds up to it stays (x86 detects
+ * tininess after rounding), exact subnormal results flush to zero of their sign, a
+ * subnormal start is read as zero, overflow to infinity. */
+START_TEST(test_bf16_order_against_vdpbf16ps) {
+    if (!have_bf16_dot()) TEST_SKIP("no AVX-512 BF16 on this CPU: no hardware reference for vdpbf16ps's order");
+    uint64_t s = 88172645463325252ull;
+    uint16_t xb[2], wb[2 * GEMM_PANEL] __attribute__((aligned(64)));
+    float acc[GEMM_PANEL], hw[GEMM_PANEL], ref[GEMM_PANEL];
+    uint32_t xl[GEMM_PANEL], wl[GEMM_PANEL];
+    for (int round = 0; round < 125000 + 8; round++) {
+        const int hand = round - 125000;        /* >= 0: the hand-picked cases */
+        xb[0] = edge_bf16(&s, 1), xb[1] = edge_bf16(&s, 1);
+        for (int c = 0; c < GEMM_PANEL; c++) {
+            wb[2 * c] = edge_bf16(&s, 1), wb[2 * c + 1] = edge_bf16(&s, 1);
+            if (xorshift(&s) % 5 == 0) wb[2 * c] = (uint16_t)(xb[1] ^ 0x8000), wb[2 * c + 1] = xb[0];
+            acc[c] = edge_f32(&s);
+        }
+        if (hand >= 0) {
+            static const struct { float acc; float x1, w1, x0, w0; } cases[] = {
+                {0x1p-126f, 0x1p-80f, -0x1p-80f, 0, 0},          /* 2^-126 - 2^-160: stays 2^-126 */
+                {0x1p-125f, 0x1.8p-63f, -0x1p-63f, 0, 0},        /* 2^-127 exactly: flushed */
+                {-0x1p-125f, 0, 0, 0x1.8p-63f, 0x1p-63f},        /* -2^-127 in the even step: -0 */
+                {0x1p-130f, 0, 0, 0, 0},                         /* subnormal start: 0 */
+                {-0x1p-140f, 1, 1, -1, 1},                       /* -> 1, then 0 */
+                {0x1.fffffep127f, 0x1.fep127f, 1, 0, 0},         /* overflow: inf */
+                {1, 0x1.02p0f, 0x1.02p0f, -1, 1},                /* a product needing 16 bits */
+                {0x1p24f, 1, 1, 1, 1},                           /* ties to even twice */
+            };
+            const int h = hand % COUNT(cases);
+            acc[0] = cases[h].acc;
+            xb[1] = (uint16_t)(bits(cases[h].x1) >> 16), xb[0] = (uint16_t)(bits(cases[h].x0) >> 16);
+            wb[1] = (uint16_t)(bits(cases[h].w1) >> 16), wb[0] = (uint16_t)(bits(cases[h].w0) >> 16);
+        }
+        for (int c = 0; c < GEMM_PANEL; c++) {
+            xl[c] = xb[0] | (uint32_t)xb[1] << 16;
+            wl[c] = wb[2 * c] | (uint32_t)wb[2 * c + 1] << 16;
+        }
+        memcpy(hw, acc, sizeof hw);
+        hw_dpbf16(hw, xl, wl);
+        memcpy(ref, acc, sizeof ref);
+        gemm_tile t = {.w = wb, .panel_bytes = sizeof wb, .y = ref, .ldy = GEMM_PANEL, .m = 1, .n = GEMM_PANEL,
+                       .k = 2, .load_y = 1, .type = GEMM_BF16, .xb = xb, .ldxb = 2};
+        gemm_bf16_scalar_4x16(&t);
+        for (int c = 0; c < GEMM_PANEL; c++)
+            ck_assert_msg(same_bits(ref[c], hw[c]),
+                          "acc %a + (%a . %a, %a . %a): vdpbf16ps %a, the scalar reference %a", acc[c],
+                          bf16_to_f32(xb[1]), bf16_to_f32(wb[2 * c + 1]), bf16_to_f32(xb[0]), bf16_to_f32(wb[2 * c]),
+                          hw[c], ref[c]);
+    }
+    /* a hand-picked case really is what it says (so the list above cannot silently rot) */
+    {
+        uint16_t x2[2] = {0, (uint16_t)(bits(0x1p-80f) >> 16)}, w2[2 * GEMM_PANEL] __attribute__((aligned(64))) = {0};
+        w2[1] = (uint16_t)(bits(-0x1p-80f) >> 16);
+        float y = 0x1p-126f;
+        gemm_tile t = {.w = w2, .panel_bytes = sizeof w2, .y = &y, .ldy = 1, .m = 1, .n = 1, .k = 2, .load_y = 1,
+                       .type = GEMM_BF16, .xb = x2, .ldxb = 2};
+        gemm_bf16_scalar_4x16(&t);
+        ck_assert_msg(y == 0x1p-126f, "2^-126 - 2^-160 gave %a", y);
+    }
+}
+END_TEST
+
+/* The activation rounding (scalar and AVX-512) against bf16_activation computed here, on
+ * odd k (partial vectors, the zero pad), subnormals, ties, the largest floats (rounding
+ * up to infinity), infinities and NaN (must stay NaN, quiet). */
+START_TEST(test_bf16_activation_rounding) {
+    static const int ks[] = {1, 7, 15, 16, 17, 63, 65, 768};
+    uint64_t s = 12345;
+    unsigned seed = 5;
+    for (int ki = 0; ki < COUNT(ks); ki++) {
+        const int k = ks[ki], m = 3;
+        const size_t ldxb = bf16_act_stride(k);
+        float *x = malloc(sizeof(float) * m * k);
+        uint16_t *a = malloc(bf16_act_bytes(m, k)), *b = malloc(bf16_act_bytes(m, k));
+        for (int i = 0; i < m * k; i++) {
+            switch (xorshift(&s) % 6) {
+            case 0: x[i] = edge_f32(&s); break;
+            case 1: x[i] = float_bits((bits(edge_f32(&s)) & 0xffff0000u) | 0x8000u); break;  /* a tie */
+            case 2: x[i] = i % 3 == 0 ? -INFINITY : i % 3 == 1 ? NAN : 0x1.fffffep127f; break;
+            default: x[i] = test_rand(&seed) * 10; break;
+            }
+        }
+        memset(a, 0xee, bf16_act_bytes(m, k)), memset(b, 0xee, bf16_act_bytes(m, k));
+        bf16_round_rows(a, x, (size_t)k, 0, m, k);
+        for (int r = 0; r < m; r++)
+            for (int p = 0; p < (int)ldxb; p++) {
+                const float v = bf16_to_f32(a[r * ldxb + p]);
+                if (p == k) { ck_assert_msg(a[r * ldxb + p] == 0, "k %d: the pad is %04x", k, a[r * ldxb + p]); continue; }
+                const float f = x[(size_t)r * k + p];
+                if (isnan(f)) ck_assert_msg(isnan(v) && (a[r * ldxb + p] & 0x40), "NaN became %04x", a[r * ldxb + p]);
+                else if (isinf(f) || fabsf(f) > 0x1.fefffep127f) ck_assert(v == copysignf(INFINITY, f));
+                else ck_assert_msg(bits(v) == bits(bf16_activation(f)), "%a -> %a, want %a", f, v, bf16_activation(f));
+            }
+#if defined(__x86_64__)
+        if (cpu_level_usable(CPU_AVX512)) {
+            bf16_round_rows_avx512(b, x, (size_t)k, 0, m, k);
+            ck_assert_msg(memcmp(a, b, sizeof(uint16_t) * m * ldxb) == 0, "k %d: AVX-512 rounding differs", k);
+        }
+#endif
+        free(x), free(a), free(b);
+    }
+}
+END_TEST
+
+/* Every bf16 micro-kernel against the scalar reference, bit for bit, on tile edges (m 1 to
+ * MR + 1, n 1 to 33, odd k), bias and load_y, with edge values: tiny products (flushes),
+ * subnormal starts, cancellations (signed zeros), overflow to infinity. */
+START_TEST(test_bf16_kernels_edge_values) {
+    int n_uk;
+    const gemm_ukernel *uk = gemm_ukernels(&n_uk);
+    static const int ms[] = {1, 2, 3, 4, 5, 7, 9, 10, 11}, ns[] = {1, 7, 16, 17, 31, 32, 33}, ks[] = {1, 2, 7, 63, 65};
+    uint64_t s = 999;
+    int tried = 0;
+    for (int u = 0; u < n_uk; u++) {
+        if (uk[u].type != GEMM_BF16 || uk[u].isa == CPU_SCALAR) continue;
+        if (!cpu_level_usable(uk[u].isa) || !gemm_ukernel_usable(&uk[u])) {
+            TEST_SKIP_PART("%s: not runnable on this CPU", uk[u].name);
+            continue;
+        }
+        tried++;
+        for (int mi = 0; mi < COUNT(ms); mi++)
+            for (int ni = 0; ni < COUNT(ns); ni++)
+                for (int ki = 0; ki < COUNT(ks); ki++)
+                    for (int variant = 0; variant < 4; variant++) {
+                        const int m = ms[mi] < uk[u].mr ? ms[mi] : uk[u].mr, n = ns[ni] < uk[u].nr ? ns[ni] : uk[u].nr;
+                        const int k = ks[ki], kp = (int)bf16_act_stride(k), ldy = n + 3;
+                        float *w = malloc(sizeof(float) * n * k), *x = malloc(sizeof(float) * m * k);
+                        float *bias = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * m * ldy);
+                        float *ref = malloc(sizeof(float) * m * ldy);
+                        for (int i = 0; i < n * k; i++) w[i] = bf16_to_f32(edge_bf16(&s, variant == 3));
+                        for (int i = 0; i < m * k; i++) x[i] = bf16_to_f32(edge_bf16(&s, 0));
+                        for (int i = 0; i < n; i++) bias[i] = edge_f32(&s);
+                        for (int i = 0; i < m * ldy; i++) y[i] = ref[i] = edge_f32(&s);
+                        void *packed = alloc64(gemm_packed_bytes(GEMM_BF16, n, k));
+                        gemm_weight pw;
+                        gemm_pack(&pw, packed, GEMM_BF16, w, n, k);
+                        /* a few subnormal weights straight into the panel (a foreign file) */
+                        ((uint16_t *)packed)[xorshift(&s) % (size_t)k] = (uint16_t)(xorshift(&s) & 0x807f);
+                        uint16_t *xb = malloc(bf16_act_bytes(m, k));
+                        bf16_round_rows(xb, x, (size_t)k, 0, m, k);
+                        gemm_tile t = {.w = packed, .panel_bytes = pw.panel_bytes, .y = y, .ldy = (size_t)ldy,
+                                       .bias = variant & 1 ? bias : NULL, .m = m, .n = n, .k = kp,
+                                       .load_y = variant >> 1, .type = GEMM_BF16, .xb = xb, .ldxb = (size_t)kp};
+                        uk[u].run(&t);
+                        t.y = ref;
+                        gemm_bf16_scalar_4x16(&t);
+                        for (int i = 0; i < m * ldy; i++)
+                            ck_assert_msg(same_bits(y[i], ref[i]), "%s m %d n %d k %d variant %d: y[%d] = %a, scalar %a",
+                                          uk[u].name, m, n, k, variant, i, y[i], ref[i]);
+                        free(w), free(x), free(bias), free(y), free(ref), free(packed), free(xb);
+                    }
+    }
+    (void)tried;
+}
+END_TEST
+
 /* The quantized products stay close to the exact f32 product (what a user sees). */
 START_TEST(test_products_close_to_f32) {
     const int m = 20, n = 256, k = 768;
@@ -429,6 +649,9 @@ Suite *suite(void) {
     tcase_add_test(tc, test_dispatch_follows_cpu_extensions);
     tcase_add_test(tc, test_dispatch_tile_override);
     tcase_add_test(tc, test_products_close_to_f32);
+    tcase_add_test(tc, test_bf16_order_against_vdpbf16ps);
+    tcase_add_test(tc, test_bf16_activation_rounding);
+    tcase_add_test(tc, test_bf16_kernels_edge_values);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -172,9 +172,10 @@ static void put_u32(unsigned char *p, uint32_t v) {
 }
 
 /* Version 2 stores the linear weights in panels (dtype 0x100), everything else row-major;
- * a type other than f32 outside panels, a size that does not fit the type, an unknown type
- * or layout, panels where they do not belong, or panels in a version 1 file are refused
- * with a message naming the tensor. */
+ * a type other than f32 outside panels, a type in a layout not its own (bf16 is only in
+ * pair panels, 0x202), a size that does not fit the type, an unknown type or layout,
+ * panels where they do not belong, or panels in a version 1 file are refused with a
+ * message naming the tensor. */
 START_TEST(dtypes_and_layouts_checked) {
     load_good();
     unsigned char *bad = malloc(good_size);
@@ -187,7 +188,10 @@ START_TEST(dtypes_and_layouts_checked) {
         {qkv, 1, "f16"},                            /* f16 row-major (only panels) */
         {qkv, 0x108, "q8_0"},                       /* q8_0 panels of an f32 panel's size */
         {qkv, 0x10a, "unknown element type"},       /* no type 10 */
-        {qkv, 0x200, "unknown"},                    /* unknown layout */
+        {qkv, 0x200, "f32 in pair panels"},         /* pair panels are bf16's only */
+        {qkv, 0x300, "unknown layout"},             /* no layout 3 */
+        {qkv, 0x102, "quantize the f32 model again"}, /* bf16 in its old [k][16] panels */
+        {qkv, 0x202, "size"},                       /* bf16 pair panels of an f32 panel's size */
         {"vision.class_embed", 0x100, "dimensions"},/* panels of a vector */
         {"text.pos_embed", 0x100, "text.pos_embed"},/* a table other than the token embedding */
     };

@@ -120,7 +120,7 @@ static void quantize_task(void *arg, int i, int thread) {
     if (!packed) goto nomem;
     gemm_weight w;
     gemm_pack(&w, packed, type, src, n, k);
-    o->dtype = (uint32_t)type | (uint32_t)WF_PANELS16 << 8;
+    o->dtype = (uint32_t)type | (uint32_t)WF_PANEL_LAYOUT(type) << 8;
     o->data = packed;
     o->size = bytes;
     free(rows);
