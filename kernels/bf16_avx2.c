@@ -70,10 +70,10 @@ static inline __attribute__((always_inline)) void bf16_tile(const gemm_tile *t, 
                      even1 = _mm256_castsi256_ps(_mm256_slli_epi32(l1, 16));
 #pragma GCC unroll 4
         for (int i = 0; i < mr; i++) {
-            uint32_t pair;
-            memcpy(&pair, xb + i * t->ldxb + 2 * (size_t)q, 4);
-            const __m256 x_odd = _mm256_castsi256_ps(_mm256_set1_epi32((int)(pair & 0xffff0000u)));
-            const __m256 x_even = _mm256_castsi256_ps(_mm256_set1_epi32((int)(pair << 16)));
+            /* the pair broadcast straight from memory (a load, no shuffle), then split */
+            const __m256i pair = _mm256_castps_si256(_mm256_broadcast_ss((const float *)(xb + i * t->ldxb + 2 * (size_t)q)));
+            const __m256 x_odd = _mm256_castsi256_ps(_mm256_and_si256(pair, top));
+            const __m256 x_even = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16));
             acc[i][0] = _mm256_fmadd_ps(x_even, even0, _mm256_fmadd_ps(x_odd, odd0, acc[i][0]));
             acc[i][1] = _mm256_fmadd_ps(x_even, even1, _mm256_fmadd_ps(x_odd, odd1, acc[i][1]));
         }
