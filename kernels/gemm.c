@@ -235,6 +235,7 @@ static void native_task(void *arg, int task, int thread) {
                 if (job->xq.q) {
                     t.xq = job->xq.q + (size_t)(m0 + i) * t.ldxq + k0;
                     t.xd = job->xq.d + (size_t)(m0 + i) * t.ldxd + k0 / QK;
+                    t.xs = job->xq.s + (size_t)(m0 + i) * t.ldxd + k0 / QK;
                 }
                 for (int j = 0; j < n_cols; j += nr) {
                     t.n = n_cols - j < nr ? n_cols - j : nr;

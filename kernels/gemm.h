@@ -145,6 +145,7 @@ typedef struct {
     const signed char *xq;     /* q8_0/q4_0: x quantized (quant.h), the tile's first block */
     const float *xd;           /*   and its per-block scales */
     size_t ldxq, ldxd;         /*   row strides in int8 values and in scales */
+    const int *xs;             /*   and the sums of its blocks' int8 values (stride ldxd) */
 } gemm_tile;
 typedef void gemm_ukernel_fn(const gemm_tile *t);
 

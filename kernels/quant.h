@@ -67,9 +67,12 @@ void quant_row(const gemm_weight *w, int j, float *out);
 
 /* ---- Activations, quantized per row and block of 32 (q8_0 and q4_0 products) ----------
  * One row of x [k] becomes ceil(k / 32) blocks: scale dx[b] = max|x| / 127 (f32) and 32
- * int8 values q = round_half_even(x * (127 / max|x|)), zero padded. */
+ * int8 values q = round_half_even(x * (127 / max|x|)), zero padded, and their sum s[b]
+ * (what the AVX-512 VNNI kernels subtract after multiplying the weights as unsigned bytes:
+ * sum((w + 128) q) - 128 s = sum(w q), exactly). */
 typedef struct {
     float *d;                  /* [m][n_blocks] */
+    int32_t *s;                /* [m][n_blocks] sum of the block's 32 values q */
     int8_t *q;                 /* [m][n_blocks * 32] */
     int n_blocks;
 } q8_act;

@@ -124,7 +124,7 @@ START_TEST(test_ukernels_match_scalar) {
                         gemm_weight pw = pack(w, n, k);
                         gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
                                        use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL,
-                                       GEMM_F32, NULL, NULL, 0, 0};
+                                       GEMM_F32, NULL, NULL, 0, 0, NULL};
                         uk[u].run(&t);
                         t.y = ref;
                         gemm_f32_scalar_4x16(&t);

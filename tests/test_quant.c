@@ -219,7 +219,8 @@ START_TEST(test_products_every_type_and_level) {
 }
 END_TEST
 
-/* The vector activation quantizers store the scalar one's bytes: odd k (partial blocks),
+/* The vector activation quantizers store the scalar one's bytes (values, scales and block
+ * sums; the scalar sums are checked against the stored values): odd k (partial blocks),
  * an all-zero row, values halfway between two steps (ties to even), NaN and infinities. */
 START_TEST(test_activation_quantizers_identical) {
 #if defined(__x86_64__)
@@ -243,6 +244,11 @@ START_TEST(test_activation_quantizers_identical) {
         q8_act want, got;
         q8_act_init(&want, want_s, m, k);
         q8_act_quantize(&want, x, (size_t)k, 0, m, k);
+        for (int b = 0; b < m * want.n_blocks; b++) {          /* s = the sum of the stored values */
+            int32_t sum = 0;
+            for (int c = 0; c < QK; c++) sum += want.q[(size_t)b * QK + c];
+            ck_assert_msg(want.s[b] == sum, "scalar k %d block %d: sum %d, values add to %d", k, b, want.s[b], sum);
+        }
         for (int f = 0; f < COUNT(fns); f++) {
             if (!level_ok(levels[f])) continue;
             memset(got_s, 0x55, bytes);
@@ -251,6 +257,8 @@ START_TEST(test_activation_quantizers_identical) {
             ck_assert_msg(memcmp(want.q, got.q, (size_t)m * want.n_blocks * QK) == 0, "%s k %d: values differ",
                           cpu_level_name(levels[f]), k);
             ck_assert_msg(memcmp(want.d, got.d, sizeof(float) * m * want.n_blocks) == 0, "%s k %d: scales differ",
+                          cpu_level_name(levels[f]), k);
+            ck_assert_msg(memcmp(want.s, got.s, sizeof(int32_t) * m * want.n_blocks) == 0, "%s k %d: sums differ",
                           cpu_level_name(levels[f]), k);
         }
         free(x), free(want_s), free(got_s);
