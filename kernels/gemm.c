@@ -134,8 +134,8 @@ static const gemm_ukernel ukernels[] = {
     {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
     {"avx512 f16 8x32", CPU_AVX512, GEMM_F16, 8, 32, gemm_f16_avx512_8x32, 0},
     {"avx512 bf16 8x32", CPU_AVX512, GEMM_BF16, 8, 32, gemm_bf16_avx512_8x32, 0},
-    {"avx512-vnni q8_0 6x32", CPU_AVX512, GEMM_Q8_0, 6, 32, gemm_q8_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
-    {"avx512-vnni q4_0 6x32", CPU_AVX512, GEMM_Q4_0, 6, 32, gemm_q4_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q8_0 8x32", CPU_AVX512, GEMM_Q8_0, 8, 32, gemm_q8_0_avx512vnni_8x32, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q4_0 8x32", CPU_AVX512, GEMM_Q4_0, 8, 32, gemm_q4_0_avx512vnni_8x32, GEMM_NEEDS_VNNI},
 #endif
 #if defined(CLIP_KERNELS_ARM)
     {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16, 0},

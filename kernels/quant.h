@@ -88,6 +88,6 @@ gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x
 /* AVX2 + FMA + F16C (kernels/quant_avx2.c); the int8 ones with vpmaddubsw, no VNNI. */
 gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_bf16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
 /* AVX-512 (kernels/quant_avx512.c); the int8 ones need AVX-512 VNNI (GEMM_NEEDS_VNNI). */
-gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_bf16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
+gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_bf16_avx512_8x32, gemm_q8_0_avx512vnni_8x32, gemm_q4_0_avx512vnni_8x32;
 
 #endif
