@@ -23,11 +23,19 @@
   4. --peers: PyTorch (bench/peers/clip_torch.py under /usr/bin/python3) and ONNX Runtime
      (bench/peers/ort_bench.js, after export_onnx.py) on the same weights and tensors, warm,
      median of repeats; both first check their embeddings against clip.c's (1e-4).
+     int8 (issue 13): the same model quantized by `clip_run quantize --type T` for each T
+     of --int8-types (default q8_0,q4_0), timed warm with `clip_run bench`, next to ONNX
+     Runtime on its dynamically quantized graphs (bench/peers/quantize_onnx.py: what
+     onnxruntime.quantization.quantize_dynamic does with its defaults; needs python3-onnx),
+     whose cosine to the fp32 embeddings ort_bench.js prints before timing; the cosine of
+     clip.c's quantized embeddings to its f32 ones is computed here.
   5. bench/out/results.md (+ results.json): the machine, date, commit, and per thread count
      the table; also printed to stdout.
 Acceptance checks of issue 5, reported in the table's notes:
   peak RSS of one image embedding  <= .clip file size + 64 MB
   process start to first embedding <= warm image latency + 30 ms
+and of issue 13 (same run): q8_0 image latency <= 0.8x ORT int8's; q8_0 "a photo of a
+dog." <= 0.5x clip.c f32's.
 """
 import argparse
 import datetime
@@ -37,6 +45,7 @@ import platform
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -51,6 +60,12 @@ CASES = [  # (name, what it is, compared with peers)
     ("text_long", "text, 77 tokens", "text_long"),
     ("image_batch8", "8 images (.npy)", "image_batch8"),
     ("text_batch8", "8 short texts", "text_batch8"),
+]
+INT8_CASES = [  # (clip_run bench case, what it is, ort_bench.js case)
+    ("image_npy", "image, preprocessed .npy", "image"),
+    ("text_short", 'text "a photo of a dog."', "text_short"),
+    ("text_long", "text, 77 tokens", "text_long"),
+    ("image_batch8", "8 images (.npy)", "image_batch8"),
 ]
 MB = 1024 * 1024
 
@@ -221,6 +236,69 @@ def wait_quiet(seconds):
         time.sleep(5)
 
 
+# ---- clip.c's quantized models (issue 13) ------------------------------------------------
+def quantized_models(clip_run, inputs, types, out_dir):
+    """{type: path}: the benchmark model through `clip_run quantize`, redone when the model
+    or clip_run is newer than the file."""
+    models = {}
+    base, _ = os.path.splitext(os.path.basename(inputs["model"]))
+    for t in types:
+        path = os.path.join(out_dir, "%s-%s.clip" % (base, t))
+        newest_input = max(os.path.getmtime(inputs["model"]), os.path.getmtime(clip_run))
+        if not os.path.exists(path) or os.path.getmtime(path) < newest_input:
+            log("clip_run quantize --type %s -> %s" % (t, path))
+            subprocess.run([clip_run, "quantize", inputs["model"], path, "--type", t], check=True,
+                           stdout=subprocess.DEVNULL)
+        models[t] = path
+    return models
+
+
+def read_npy_f32(path):
+    """A little-endian float32 C-order .npy [n, d] -> list of rows (standard library only)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError("%s: not a .npy file" % path)
+    header_len = struct.unpack("<H", data[8:10])[0] if data[6] == 1 else struct.unpack("<I", data[8:12])[0]
+    start = (10 if data[6] == 1 else 12) + header_len
+    header = data[start - header_len:start].decode("latin1")
+    if "'<f4'" not in header or "'fortran_order': True" in header:
+        raise ValueError("%s: expected little-endian float32 in C order" % path)
+    shape = [int(v) for v in re.search(r"'shape':\s*\(([^)]*)\)", header).group(1).split(",") if v.strip()]
+    n, d = (shape + [1])[:2] if len(shape) > 1 else (1, shape[0])
+    values = struct.unpack("<%df" % (n * d), data[start:start + 4 * n * d])
+    return [values[r * d:(r + 1) * d] for r in range(n)]
+
+
+def row_cosines(a, b):
+    out = []
+    for x, y in zip(a, b):
+        dot = sum(p * q for p, q in zip(x, y))
+        out.append(dot / ((sum(p * p for p in x) * sum(q * q for q in y)) ** 0.5))
+    return out
+
+
+def quantized_cosines(clip_run, models, inputs, check_dir):
+    """{type: {"image": (min, mean), "text": (min, mean)}}: cosine of each quantized model's raw
+    embeddings of the peers' inputs to the f32 model's (check_dir/clipc_*.npy)."""
+    texts = inputs["texts"]
+    ref = {k: read_npy_f32(os.path.join(check_dir, "clipc_%s.npy" % k)) for k in ("image", "text")}
+    result = {}
+    for t, model in models.items():
+        result[t] = {}
+        for kind in ("image", "text"):
+            out = os.path.join(check_dir, "clipc_%s_%s.npy" % (t, kind))
+            if kind == "image":
+                cmd = [clip_run, "embed-image", model] + inputs["arrays"] + ["--raw", "-o", out]
+            else:
+                cmd = [clip_run, "embed-text", model, "--raw", "-o", out, "--", texts["short"], texts["long"]] + \
+                    texts["batch"]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            cos = row_cosines(read_npy_f32(out), ref[kind])
+            result[t][kind] = (min(cos), sum(cos) / len(cos))
+    return result
+
+
 # ---- Peers ------------------------------------------------------------------------------
 def run_peer(name, cmd, json_path):
     log("peer %s: %s" % (name, " ".join(shlex.quote(a) for a in cmd[:4]) + " ..."))
@@ -253,6 +331,12 @@ def peers_available(torch_python, node):
         avail["ONNX Runtime"] = "needs PyTorch to export the ONNX graphs"
     else:
         avail["ONNX Runtime"] = None
+    if avail["ONNX Runtime"]:
+        avail["ONNX Runtime int8"] = avail["ONNX Runtime"]
+    else:
+        rc, _ = output_of([torch_python, "-c", "import onnx, numpy"])
+        avail["ONNX Runtime int8"] = None if rc == 0 else \
+            "no onnx in %s to quantize the graphs (apt-get install python3-onnx)" % torch_python
     return avail
 
 
@@ -351,6 +435,7 @@ def report(info, inputs, features, results, peers_status, args):
         if r.get("bench_raw"):
             lines += ["<details><summary>clip_run bench -t %d</summary>" % threads, "", "```",
                       r["bench_raw"].rstrip(), "```", "</details>", ""]
+    lines += int8_report(results, args)
     notes = ["Notes:", "",
              "- *clip.c process*: hyperfine mean ± sd of a whole `clip_run` process (start, map the model, "
              "read/decode the input, forward pass, write the .npy), %s runs after 1 warm-up, file in the page cache." % args.runs,
@@ -378,6 +463,68 @@ def report(info, inputs, features, results, peers_status, args):
     return "\n".join(lines + notes) + "\n"
 
 
+def int8_report(results, args):
+    """The int8 tables of issue 13: clip.c's quantized types next to ONNX Runtime int8 and
+    clip.c f32, per thread count, with the issue's pass/fail lines."""
+    if not args.int8_types:
+        return []
+    types = args.int8_types
+    lines = ["## int8: clip.c %s vs ONNX Runtime int8 (dynamic quantization)" % ", ".join(types), ""]
+    cos = results.get("int8_cosines", {})
+    checks = results.get("int8_checks", {})
+    acc = ["%s image %.6f / %.6f, text %.6f / %.6f" % ((t,) + cos[t]["image"] + cos[t]["text"]) for t in types if t in cos]
+    ort = {k: v for k, v in checks.items() if "clip.c" in k}
+    if ort:
+        acc.append("ONNX Runtime int8 image %.6f / %.6f, text %.6f / %.6f" % tuple(
+            ort.get("cosine to clip.c %s (%s)" % (kind, which), float("nan"))
+            for kind in ("image", "text") for which in ("min", "mean")))
+    if acc:
+        lines += ["Cosine of raw embeddings to the f32 model's (8 images, 10 texts; min / mean): " + "; ".join(acc) + ".", ""]
+    for threads in args.threads:
+        r = results["threads"][str(threads)]
+        q = r.get("int8", {})
+        ort_cases = r.get("peers", {}).get("ONNX Runtime int8", {}).get("cases", {})
+        f32 = r.get("warm", {})
+        head = ["case"] + ["clip.c %s (ms)" % t for t in types] + ["ORT int8 (ms)", "clip.c f32 (ms)"]
+        head += ["%s / ORT int8" % t for t in types] + ["%s / f32" % t for t in types]
+        lines += ["### %d thread%s" % (threads, "" if threads == 1 else "s"), "",
+                  "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for name, what, ort_case in INT8_CASES:
+            mine = [q.get(t, {}).get("warm", {}).get(name) for t in types]
+            o = ort_cases.get(ort_case)
+            o_ms = o["median_ms"] if o else None
+            f = f32.get(name)
+            f_ms = f[0] if f else None
+            row = [what] + [fmt_ms(ms) for ms in mine] + [fmt_ms(o_ms, o["sd_ms"]) if o else "—", fmt_ms(f_ms)]
+            row += ["%.2f" % (ms / o_ms) if ms and o_ms else "—" for ms in mine]
+            row += ["%.2f" % (ms / f_ms) if ms and f_ms else "—" for ms in mine]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        q8 = q.get("q8_0", {}).get("warm", {})
+        img, o = q8.get("image_npy"), ort_cases.get("image")
+        if img and o:
+            ratio = img / o["median_ms"]
+            lines.append("- issue 13: q8_0 image latency <= 0.8x ORT int8: %.1f / %.1f ms = %.2f: **%s**"
+                         % (img, o["median_ms"], ratio, "pass" if ratio <= 0.8 else "FAIL"))
+        short, f = q8.get("text_short"), f32.get("text_short")
+        if short and f:
+            ratio = short / f[0]
+            lines.append('- issue 13: q8_0 "a photo of a dog." <= 0.5x clip.c f32: %.2f / %.2f ms = %.2f: **%s**'
+                         % (short, f[0], ratio, "pass" if ratio <= 0.5 else "FAIL"))
+        lines.append("")
+        for t in types:
+            raw = q.get(t, {}).get("bench_raw")
+            if raw:
+                lines += ["<details><summary>clip_run bench -t %d, %s</summary>" % (threads, t), "", "```",
+                          raw.rstrip(), "```", "</details>", ""]
+    lines += ["- int8 timings: clip.c warm from `clip_run bench` on `clip_run quantize --type T` of the same model; "
+              "ORT int8: ort_bench.js --int8 on bench/peers/quantize_onnx.py's graphs (MatMul with constant "
+              "weights -> DynamicQuantizeLinear + MatMulInteger, uint8 activations per tensor, int8 weights per "
+              "tensor, symmetric; the patch Conv -> ConvInteger; the token embedding Gather on int8), same "
+              "session options and repeats as the fp32 graphs.", ""]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clip-run", default=os.environ.get("CLIP_RUN", os.path.join(ROOT, "clip_run")))
@@ -385,6 +532,8 @@ def main():
     ap.add_argument("--runs", type=int, default=10, help="hyperfine runs per case")
     ap.add_argument("--peers", action="store_true", help="also run PyTorch and ONNX Runtime")
     ap.add_argument("--peer-repeats", type=int, default=10)
+    ap.add_argument("--int8-types", default="q8_0,q4_0",
+                    help="with --peers: clip.c types timed next to ONNX Runtime int8 (comma-separated; empty: none)")
     ap.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", "/usr/bin/python3"))
     ap.add_argument("--node", default=os.environ.get("NODE", "node"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
@@ -392,6 +541,7 @@ def main():
                     help="before each thread count, wait up to SECONDS for the load average to fall below 1")
     args = ap.parse_args()
     args.threads = [int(t) for t in args.threads.split(",") if t]
+    args.int8_types = [t for t in args.int8_types.split(",") if t] if args.peers else []
     clip_run = os.path.abspath(args.clip_run)
     if not os.access(clip_run, os.X_OK):
         raise SystemExit("bench: %s is not an executable clip_run (build it with make)" % clip_run)
@@ -423,7 +573,14 @@ def main():
             r = subprocess.run([args.torch_python, os.path.join(PEERS, "export_onnx.py"),
                                 os.path.join(args.out, "inputs.json"), onnx_dir], stdout=sys.stderr)
             if r.returncode != 0:
-                peers_status["ONNX Runtime"] = "export_onnx.py failed"
+                peers_status["ONNX Runtime"] = peers_status["ONNX Runtime int8"] = "export_onnx.py failed"
+        if peers_status["ONNX Runtime int8"] is None:
+            r = subprocess.run([args.torch_python, os.path.join(PEERS, "quantize_onnx.py"), onnx_dir], stdout=sys.stderr)
+            if r.returncode != 0:
+                peers_status["ONNX Runtime int8"] = "quantize_onnx.py failed"
+    int8_models = quantized_models(clip_run, inputs, args.int8_types, args.out)
+    if int8_models and os.path.exists(os.path.join(check_dir, "clipc_image.npy")):
+        results["int8_cosines"] = quantized_cosines(clip_run, int8_models, inputs, check_dir)
 
     for i, threads in enumerate(args.threads):
         wait_quiet(args.wait_quiet)
@@ -466,6 +623,23 @@ def main():
                 results["peer_versions"]["ONNX Runtime"] = res["version"] + " (CPU EP)"
                 if res["check"]:
                     results["checks"]["ONNX Runtime"] = res["check"]
+        # int8 (issue 13): clip.c's quantized models in-process, and ORT on its int8 graphs
+        entry["int8"] = {}
+        for t, model in int8_models.items():
+            ms, raw = in_process_bench(clip_run, model, inputs["photos"][0], threads, args.runs)
+            entry["int8"][t] = {"warm": ms, "bench_raw": raw}
+        if args.peers and peers_status.get("ONNX Runtime int8") is None:
+            out = os.path.join(tmp, "ort-int8-t%d.json" % threads)
+            cmd = [args.node, os.path.join(PEERS, "ort_bench.js"), inputs_json, onnx_dir, "--int8",
+                   "--threads", str(threads), "--repeats", str(args.peer_repeats), "--json", out,
+                   "--cases", ",".join(c[2] for c in INT8_CASES)]
+            if i == 0:
+                cmd += ["--check-against", check_dir]
+            entry["peers"]["ONNX Runtime int8"] = res = run_peer("ONNX Runtime int8", cmd, out)
+            if "error" in res:
+                peers_status["ONNX Runtime int8"] = res["error"]
+            elif res["check"]:
+                results["int8_checks"] = res["check"]
         results["threads"][str(threads)] = entry
 
     info["load_end"] = os.getloadavg()[0]

@@ -137,8 +137,8 @@ static const gemm_ukernel ukernels[] = {
     {"avx512 f32 14x16", CPU_AVX512, GEMM_F32, 14, 16, gemm_f32_avx512_14x16, 0},
     {"avx512 f16 8x32", CPU_AVX512, GEMM_F16, 8, 32, gemm_f16_avx512_8x32, 0},
     {"avx512-bf16 bf16 10x32", CPU_AVX512, GEMM_BF16, 10, 32, gemm_bf16_avx512bf16_10x32, GEMM_NEEDS_BF16},
-    {"avx512-vnni q8_0 6x32", CPU_AVX512, GEMM_Q8_0, 6, 32, gemm_q8_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
-    {"avx512-vnni q4_0 6x32", CPU_AVX512, GEMM_Q4_0, 6, 32, gemm_q4_0_avx512vnni_6x32, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q8_0 8x32", CPU_AVX512, GEMM_Q8_0, 8, 32, gemm_q8_0_avx512vnni_8x32, GEMM_NEEDS_VNNI},
+    {"avx512-vnni q4_0 8x32", CPU_AVX512, GEMM_Q4_0, 8, 32, gemm_q4_0_avx512vnni_8x32, GEMM_NEEDS_VNNI},
 #endif
 #if defined(CLIP_KERNELS_ARM)
     {"neon f32 5x16", CPU_NEON, GEMM_F32, 5, 16, gemm_f32_neon_5x16, 0},
@@ -278,6 +278,7 @@ static void native_task(void *arg, int task, int thread) {
                 if (job->xq.q) {
                     t.xq = job->xq.q + (size_t)(m0 + i) * t.ldxq + k0;
                     t.xd = job->xq.d + (size_t)(m0 + i) * t.ldxd + k0 / QK;
+                    t.xs = job->xq.s + (size_t)(m0 + i) * t.ldxd + k0 / QK;
                 }
                 if (job->xb) t.xb = job->xb + (size_t)(m0 + i) * t.ldxb + k0;
                 for (int j = 0; j < n_cols; j += nr) {

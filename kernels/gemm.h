@@ -152,6 +152,7 @@ typedef struct {
     const signed char *xq;     /* q8_0/q4_0: x quantized (quant.h), the tile's first block */
     const float *xd;           /*   and its per-block scales */
     size_t ldxq, ldxd;         /*   row strides in int8 values and in scales */
+    const int *xs;             /*   and the sums of its blocks' int8 values (stride ldxd) */
     const uint16_t *xb;        /* bf16: x rounded to bf16 (quant.h), the tile's first k */
     size_t ldxb;               /*   row stride in bf16 values (k rounded up to even) */
 } gemm_tile;

@@ -219,13 +219,14 @@ void quant_row(const gemm_weight *w, int j, float *out) {
 /* ---- Activations ------------------------------------------------------------------------- */
 size_t q8_act_bytes(int m, int k) {
     const size_t n_blocks = (size_t)n_blocks_of(k);
-    return (size_t)m * n_blocks * (sizeof(float) + QK) + 64;
+    return (size_t)m * n_blocks * (sizeof(float) + sizeof(int32_t) + QK) + 64;
 }
 
 void q8_act_init(q8_act *a, void *scratch, int m, int k) {
     a->n_blocks = n_blocks_of(k);
     a->d = scratch;
-    a->q = (int8_t *)(a->d + (size_t)m * a->n_blocks);
+    a->s = (int32_t *)(a->d + (size_t)m * a->n_blocks);
+    a->q = (int8_t *)(a->s + (size_t)m * a->n_blocks);
 }
 
 void q8_act_quantize(q8_act *a, const float *x, size_t ldx, int row0, int n_rows, int k) {
@@ -238,8 +239,13 @@ void q8_act_quantize(q8_act *a, const float *x, size_t ldx, int row0, int n_rows
             for (int c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(v[c]));
             const float inv = amax > 0 ? 127.0f / amax : 0.0f;
             int8_t *q = a->q + ((size_t)r * a->n_blocks + b) * QK;
-            for (int c = 0; c < QK; c++) q[c] = (int8_t)nearbyintf(v[c] * inv);
+            int32_t sum = 0;
+            for (int c = 0; c < QK; c++) {
+                q[c] = (int8_t)nearbyintf(v[c] * inv);
+                sum += q[c];
+            }
             a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+            a->s[(size_t)r * a->n_blocks + b] = sum;
         }
     }
 }

@@ -87,9 +87,12 @@ void quant_row(const gemm_weight *w, int j, float *out);
 
 /* ---- Activations, quantized per row and block of 32 (q8_0 and q4_0 products) ----------
  * One row of x [k] becomes ceil(k / 32) blocks: scale dx[b] = max|x| / 127 (f32) and 32
- * int8 values q = round_half_even(x * (127 / max|x|)), zero padded. */
+ * int8 values q = round_half_even(x * (127 / max|x|)), zero padded, and their sum s[b]
+ * (what the AVX-512 VNNI kernels subtract after multiplying the weights as unsigned bytes:
+ * sum((w + 128) q) - 128 s = sum(w q), exactly). */
 typedef struct {
     float *d;                  /* [m][n_blocks] */
+    int32_t *s;                /* [m][n_blocks] sum of the block's 32 values q */
     int8_t *q;                 /* [m][n_blocks * 32] */
     int n_blocks;
 } q8_act;
@@ -114,7 +117,7 @@ gemm_ukernel_fn gemm_f16_scalar_4x16, gemm_bf16_scalar_4x16, gemm_q8_0_scalar_4x
 /* AVX2 + FMA + F16C (kernels/quant_avx2.c); the int8 ones with vpmaddubsw, no VNNI. */
 gemm_ukernel_fn gemm_f16_avx2_6x16, gemm_q8_0_avx2_4x16, gemm_q4_0_avx2_4x16;
 /* AVX-512 (kernels/quant_avx512.c); the int8 ones need AVX-512 VNNI (GEMM_NEEDS_VNNI). */
-gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_q8_0_avx512vnni_6x32, gemm_q4_0_avx512vnni_6x32;
+gemm_ukernel_fn gemm_f16_avx512_8x32, gemm_q8_0_avx512vnni_8x32, gemm_q4_0_avx512vnni_8x32;
 /* NEON (kernels/quant_neon.c): f16 with fcvtl + fmla; the int8 ones with smmla (i8mm,
  * GEMM_NEEDS_I8MM), sdot (dotprod, GEMM_NEEDS_DOTPROD) or smull/sadalp (ARMv8.0). */
 gemm_ukernel_fn gemm_f16_neon_5x16;

@@ -199,6 +199,12 @@ void q8_act_quantize_avx2(q8_act *a, const float *x, size_t ldx, int row0, int n
             _mm256_storeu_si256((__m256i *)(a->q + ((size_t)r * a->n_blocks + b) * QK),
                                 _mm256_permutevar8x32_epi32(bytes, order));
             a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+            /* the sum of the 32 stored bytes: vpsadbw adds q + 128 (XOR 0x80) per 8 bytes */
+            const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(bytes, _mm256_set1_epi8((char)0x80)),
+                                                _mm256_setzero_si256());
+            const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+            a->s[(size_t)r * a->n_blocks + b] =
+                (int32_t)(_mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1)) - QK * 128;
         }
     }
 }

@@ -438,6 +438,9 @@ void q8_act_quantize_neon(q8_act *a, const float *x, size_t ldx, int row0, int n
             vst1q_s8(q, vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1])));
             vst1q_s8(q + 16, vcombine_s8(vmovn_s16(h[2]), vmovn_s16(h[3])));
             a->d[(size_t)r * a->n_blocks + b] = amax / 127.0f;
+            /* the block's sum of q (kernels that add a constant to q subtract it back) */
+            a->s[(size_t)r * a->n_blocks + b] = vaddlvq_s16(h[0]) + vaddlvq_s16(h[1]) + vaddlvq_s16(h[2]) +
+                                                 vaddlvq_s16(h[3]);
         }
     }
 }

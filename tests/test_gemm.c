@@ -122,9 +122,10 @@ START_TEST(test_ukernels_match_scalar) {
                         float *y = random_floats((size_t)m * ldy, 4 + m * n);
                         float *ref = random_floats((size_t)m * ldy, 4 + m * n);
                         gemm_weight pw = pack(w, n, k);
-                        gemm_tile t = {x, (size_t)ldx, pw.panels, pw.panel_bytes, y, (size_t)ldy,
-                                       use_bias ? bias : NULL, m, n, k, load_y, variant == 3 ? pw.panels : NULL,
-                                       GEMM_F32, NULL, NULL, 0, 0, NULL, 0};
+                        gemm_tile t = {.x = x, .ldx = (size_t)ldx, .w = pw.panels, .panel_bytes = pw.panel_bytes,
+                                       .y = y, .ldy = (size_t)ldy, .bias = use_bias ? bias : NULL, .m = m, .n = n,
+                                       .k = k, .load_y = load_y, .next_w = variant == 3 ? pw.panels : NULL,
+                                       .type = GEMM_F32};
                         uk[u].run(&t);
                         t.y = ref;
                         gemm_f32_scalar_4x16(&t);

@@ -251,7 +251,8 @@ START_TEST(test_products_every_type_and_level) {
 }
 END_TEST
 
-/* The vector activation quantizers store the scalar one's bytes: odd k (partial blocks),
+/* The vector activation quantizers store the scalar one's bytes (values, scales and block
+ * sums; the scalar sums are checked against the stored values): odd k (partial blocks),
  * an all-zero row, values halfway between two steps (ties to even), NaN and infinities. */
 START_TEST(test_activation_quantizers_identical) {
 #if defined(__x86_64__) || defined(__aarch64__)
@@ -280,6 +281,11 @@ START_TEST(test_activation_quantizers_identical) {
         q8_act want, got;
         q8_act_init(&want, want_s, m, k);
         q8_act_quantize(&want, x, (size_t)k, 0, m, k);
+        for (int b = 0; b < m * want.n_blocks; b++) {          /* s = the sum of the stored values */
+            int32_t sum = 0;
+            for (int c = 0; c < QK; c++) sum += want.q[(size_t)b * QK + c];
+            ck_assert_msg(want.s[b] == sum, "scalar k %d block %d: sum %d, values add to %d", k, b, want.s[b], sum);
+        }
         for (int f = 0; f < COUNT(fns); f++) {
             if (!level_ok(levels[f])) continue;
             memset(got_s, 0x55, bytes);
@@ -288,6 +294,8 @@ START_TEST(test_activation_quantizers_identical) {
             ck_assert_msg(memcmp(want.q, got.q, (size_t)m * want.n_blocks * QK) == 0, "%s k %d: values differ",
                           cpu_level_name(levels[f]), k);
             ck_assert_msg(memcmp(want.d, got.d, sizeof(float) * m * want.n_blocks) == 0, "%s k %d: scales differ",
+                          cpu_level_name(levels[f]), k);
+            ck_assert_msg(memcmp(want.s, got.s, sizeof(int32_t) * m * want.n_blocks) == 0, "%s k %d: sums differ",
                           cpu_level_name(levels[f]), k);
         }
         free(x), free(want_s), free(got_s);
@@ -359,7 +367,7 @@ START_TEST(test_ukernels_match_scalar) {
                         gemm_tile t = {.x = x, .ldx = (size_t)ldx, .w = pw.panels, .panel_bytes = pw.panel_bytes,
                                        .y = y, .ldy = (size_t)ldy, .bias = use_bias ? bias : NULL, .m = m, .n = n,
                                        .k = k, .load_y = load_y, .next_w = variant == 3 ? pw.panels : NULL,
-                                       .type = uk[u].type, .xq = act.q, .xd = act.d,
+                                       .type = uk[u].type, .xq = act.q, .xd = act.d, .xs = act.s,
                                        .ldxq = (size_t)act.n_blocks * QK, .ldxd = (size_t)act.n_blocks};
                         uk[u].run(&t);
                         t.y = ref;
@@ -387,7 +395,7 @@ START_TEST(test_dispatch_follows_cpu_extensions) {
     want_f16 = "neon f16 5x16";
     printf("dispatch on this CPU: %s, %s, %s\n", f16->name, q8->name, q4->name);
 #elif defined(__x86_64__)
-    want_q8 = level == CPU_AVX512 && __builtin_cpu_supports("avx512vnni") ? "avx512-vnni q8_0 6x32"
+    want_q8 = level == CPU_AVX512 && __builtin_cpu_supports("avx512vnni") ? "avx512-vnni q8_0 8x32"
             : level >= CPU_AVX2 ? "avx2 q8_0 4x16" : "scalar q8_0 4x16";
     want_f16 = level == CPU_AVX512 ? "avx512 f16 8x32" : level >= CPU_AVX2 ? "avx2 f16 6x16" : "scalar f16 4x16";
 #else

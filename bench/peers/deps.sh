@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh - what the benchmark peers need (bench/README.md); not part of make test.
 #   PyTorch + numpy for Debian's /usr/bin/python3 (python3-torch, python3-numpy)
+#   ONNX for the same Python (python3-onnx): quantize_onnx.py builds ONNX Runtime's int8 graphs
 #   node + npm, and onnxruntime-node in bench/peers/node_modules (npm ci from package-lock.json)
 # Installs what is missing with apt-get when run as root on Debian/Ubuntu; otherwise names
 # the packages. npm ci is the one step that needs the network (the npm registry). The
@@ -10,6 +11,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 need=""
 /usr/bin/python3 -c "import torch, numpy" >/dev/null 2>&1 || need="$need python3-torch python3-numpy"
+/usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || need="$need python3-onnx"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 if [ -n "$need" ]; then

@@ -2,15 +2,19 @@
 // ort_bench.js - the ONNX Runtime peer: the exported CLIP towers under onnxruntime-node, timed warm.
 //
 //   node bench/peers/ort_bench.js INPUTS.json ONNX_DIR --threads N [--repeats R]
-//        [--check-against DIR] [--json OUT.json] [--cases a,b]
+//        [--int8] [--check-against DIR] [--json OUT.json] [--cases a,b]
 //
-// ONNX_DIR holds image.onnx and text.onnx (export_onnx.py). Sessions use the CPU execution
+// ONNX_DIR holds image.onnx and text.onnx (export_onnx.py); with --int8 the dynamically
+// quantized image_int8.onnx and text_int8.onnx (quantize_onnx.py). Sessions use the CPU execution
 // provider with intraOpNumThreads = N, interOpNumThreads = 1, sequential execution and all
 // graph optimizations. Inputs are the same as the other peers': the preprocessed tensors
 // (float32 [3, S, S] .npy files) and the token ids of INPUTS.json (bench/prepare.py).
 // --check-against DIR compares the L2-normalized outputs with DIR/clipc_{image,text}.npy
 // and, when present, DIR/torch_{image,text}.npy ([8, D] images; [10, D] texts: short, long,
-// batch) and exits 1 above 1e-4 before timing. Each case: 3 untimed runs, then R timed
+// batch) and exits 1 above 1e-4 before timing. An int8 graph cannot match to 1e-4: its check
+// is the cosine of each embedding to the fp32 reference's, printed (worst and mean per
+// tower), and it exits 1 below 0.99 (a broken graph gives ~0; ORT's own quantize_dynamic
+// gives ~0.9999 on images). Each case: 3 untimed runs, then R timed
 // ones; the median is the number compared, with the process's CPU time per wall time
 // (cores busy) as a check of the thread setting.
 'use strict';
@@ -20,22 +24,24 @@ const path = require('path');
 const ort = require('onnxruntime-node');
 
 const TOLERANCE = 1e-4;
+const INT8_MIN_COSINE = 0.99;
 
 function usage(msg) {
   process.stderr.write(`ort_bench: error: ${msg}\n` +
-    'usage: node ort_bench.js INPUTS.json ONNX_DIR --threads N [--repeats R] ' +
+    'usage: node ort_bench.js INPUTS.json ONNX_DIR --threads N [--repeats R] [--int8] ' +
     '[--check-against DIR] [--json OUT] [--cases a,b]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const args = { positional: [], threads: 1, repeats: 10, check: null, json: null, cases: [] };
+  const args = { positional: [], threads: 1, repeats: 10, check: null, json: null, cases: [], int8: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => { if (i + 1 >= argv.length) usage(`${a} needs a value`); return argv[++i]; };
     if (a === '--threads') args.threads = parseInt(value(), 10);
     else if (a === '--repeats') args.repeats = parseInt(value(), 10);
     else if (a === '--check-against') args.check = value();
+    else if (a === '--int8') args.int8 = true;
     else if (a === '--json') args.json = value();
     else if (a === '--cases') args.cases = value().split(',').filter((c) => c);
     else if (a.startsWith('-')) usage(`unknown option ${a}`);
@@ -90,6 +96,23 @@ function maxNormalizedDiff(a, b, d) {
   return worst;
 }
 
+// Cosine of each row of a with the same row of b ([n, d]): { min, mean }.
+function rowCosines(a, b, d) {
+  if (a.length !== b.length) return { min: -Infinity, mean: -Infinity };
+  let min = Infinity, sum = 0;
+  const rows = a.length / d;
+  for (let r = 0; r < rows; r++) {
+    let dot = 0, na = 0, nb = 0;
+    for (let j = 0; j < d; j++) {
+      const x = a[r * d + j], y = b[r * d + j];
+      dot += x * y; na += x * x; nb += y * y;
+    }
+    const c = dot / Math.sqrt(na * nb);
+    min = Math.min(min, c); sum += c;
+  }
+  return { min, mean: sum / rows };
+}
+
 function concat(parts) {
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
@@ -129,8 +152,9 @@ async function main() {
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   };
-  const imageSession = await ort.InferenceSession.create(path.join(onnxDir, 'image.onnx'), options);
-  const textSession = await ort.InferenceSession.create(path.join(onnxDir, 'text.onnx'), options);
+  const suffix = args.int8 ? '_int8' : '';
+  const imageSession = await ort.InferenceSession.create(path.join(onnxDir, `image${suffix}.onnx`), options);
+  const textSession = await ort.InferenceSession.create(path.join(onnxDir, `text${suffix}.onnx`), options);
 
   const arrays = inputs.arrays.map(readNpyF32);
   const pixels1 = pixelsTensor(arrays.slice(0, 1));
@@ -142,7 +166,8 @@ async function main() {
   const text = async (t) => (await textSession.run({ input_ids: t })).text_embeds.data;
 
   const result = {
-    peer: 'ONNX Runtime', version: ort.env.versions.node, threads: args.threads,
+    peer: args.int8 ? 'ONNX Runtime int8' : 'ONNX Runtime', version: ort.env.versions.node, threads: args.threads,
+    graphs: args.int8 ? 'dynamic int8 (quantize_onnx.py)' : 'fp32',
     provider: 'CPUExecutionProvider', cases: {}, check: {},
   };
   if (args.check) {
@@ -158,8 +183,20 @@ async function main() {
           continue;
         }
         const ref = readNpyF32(file);
-        const diff = maxNormalizedDiff(ours[kind], ref.data, ref.shape[1]);
         const name = `${who === 'clipc' ? 'clip.c' : 'PyTorch'} ${kind}`;
+        if (args.int8) {
+          const cos = rowCosines(ours[kind], ref.data, ref.shape[1]);
+          result.check[`cosine to ${name} (min)`] = cos.min;
+          result.check[`cosine to ${name} (mean)`] = cos.mean;
+          process.stderr.write(`ort int8: ${kind} embeddings vs ${name.split(' ')[0]} fp32: cosine min ` +
+            `${cos.min.toFixed(6)}, mean ${cos.mean.toFixed(6)}\n`);
+          if (!(cos.min >= INT8_MIN_COSINE)) {
+            process.stderr.write(`ort_bench: error: int8 ${kind} cosine to ${name} below ${INT8_MIN_COSINE}\n`);
+            process.exit(1);
+          }
+          continue;
+        }
+        const diff = maxNormalizedDiff(ours[kind], ref.data, ref.shape[1]);
         result.check[name] = diff;
         process.stderr.write(`ort: ${kind} embeddings vs ${name.split(' ')[0]}: max |diff| ` +
           `${diff.toExponential(2)} (normalized)\n`);
@@ -181,7 +218,7 @@ async function main() {
   for (const [name, run] of Object.entries(cases)) {
     if (args.cases.length && !args.cases.includes(name)) continue;
     result.cases[name] = await timeCase(run, args.repeats);
-    process.stderr.write(`ort -t ${args.threads} ${name.padEnd(13)} ` +
+    process.stderr.write(`ort${suffix} -t ${args.threads} ${name.padEnd(13)} ` +
       `${result.cases[name].median_ms.toFixed(2).padStart(8)} ms (median of ${args.repeats}, ` +
       `${result.cases[name].cpu_per_wall.toFixed(2)} cores busy)\n`);
   }
