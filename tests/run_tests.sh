@@ -208,7 +208,7 @@ stage_arm64() {
             esac
             line=$(echo "$info" | grep '^micro-kernels:')
             case "$line" in
-                *"neon f16 5x16, scalar bf16 4x16, $q8_kernel, "*) passed=$((passed + 1)) ;;
+                *"neon f16 5x16, neon bf16 4x16, $q8_kernel, "*) passed=$((passed + 1)) ;;
                 *) fail "arm64 kernel choice on qemu $cpu: '$line', expected $q8_kernel" ;;
             esac
         done
