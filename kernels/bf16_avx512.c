@@ -23,29 +23,15 @@
 #include <string.h>
 
 #include "quant.h"
+#include "tile_avx512.h"
 
 #define BF16_MR 10
 #define MAX_NP 2              /* panels per tile */
 
 #define BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
 
-static inline __mmask16 panel_mask(int n, int j) {
-    const int cols = n - 16 * j;
-    return cols >= 16 ? (__mmask16)0xffff : cols <= 0 ? 0 : (__mmask16)((1u << cols) - 1);
-}
-
-/* y (load_y) plus the bias, masked to the valid columns; vdpbf16ps treats a subnormal
- * start as zero itself (DAZ), as the order of quant.h says. */
-static inline __m512 start_acc(const gemm_tile *t, int i, int j) {
-    const __mmask16 cols = panel_mask(t->n, j);
-    __m512 acc = t->load_y ? _mm512_maskz_loadu_ps(cols, t->y + (size_t)i * t->ldy + 16 * j) : _mm512_setzero_ps();
-    if (t->bias) {
-        const __m512 b = _mm512_maskz_loadu_ps(cols, t->bias + 16 * j);
-        acc = t->load_y ? _mm512_add_ps(acc, b) : b;
-    }
-    return acc;
-}
-
+/* start_acc (tile_avx512.h): vdpbf16ps treats a subnormal start as zero itself (DAZ), as
+ * the order of quant.h says. */
 static inline BF16 __attribute__((always_inline)) void bf16_tile(const gemm_tile *t, const int mr, const int np) {
     __m512 acc[BF16_MR][MAX_NP];
 #pragma GCC unroll 16
@@ -77,7 +63,7 @@ static inline BF16 __attribute__((always_inline)) void bf16_tile(const gemm_tile
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < np; j++)
-            _mm512_mask_storeu_ps(t->y + (size_t)i * t->ldy + 16 * j, panel_mask(t->n, j), acc[i][j]);
+            store_acc(t, i, j, acc[i][j]);
 }
 
 #define BF16_CASE(mr) case mr: if (two) bf16_tile(t, mr, 2); else bf16_tile(t, mr, 1); break;

@@ -32,29 +32,12 @@
 #include <string.h>
 
 #include "quant.h"
+#include "tile_avx512.h"
 
 #define HALF_MR 8
 #define INT_MR 8
 #define MAX_NP 2              /* panels per tile */
 
-static inline __mmask16 panel_mask(int n, int j) {
-    const int cols = n - 16 * j;
-    return cols >= 16 ? (__mmask16)0xffff : cols <= 0 ? 0 : (__mmask16)((1u << cols) - 1);
-}
-
-static inline __m512 start_acc(const gemm_tile *t, int i, int j) {
-    const __mmask16 cols = panel_mask(t->n, j);
-    __m512 acc = t->load_y ? _mm512_maskz_loadu_ps(cols, t->y + (size_t)i * t->ldy + 16 * j) : _mm512_setzero_ps();
-    if (t->bias) {
-        const __m512 b = _mm512_maskz_loadu_ps(cols, t->bias + 16 * j);
-        acc = t->load_y ? _mm512_add_ps(acc, b) : b;
-    }
-    return acc;
-}
-
-static inline void store_acc(const gemm_tile *t, int i, int j, __m512 acc) {
-    _mm512_mask_storeu_ps(t->y + (size_t)i * t->ldy + 16 * j, panel_mask(t->n, j), acc);
-}
 
 /* ---- f16 panels: [k][16] 2-byte values (bf16 has its own kernel: bf16_avx512.c) ---------- */
 static inline __m512 half_line(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
