@@ -94,6 +94,22 @@ void blas_sgemm_nt(float *y, const float *x, const float *w, int m, int n, int k
 void blas_sgemm_nn(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int m, int n,
                    int k, float beta);
 
+/* Double precision, for offline work (clip_run quantize's GPTQ, kernels/gptq.c): OpenBLAS's
+ * routines when the library loads, the same sums in plain loops when it does not. All
+ * row-major; none is threaded by the caller's pool (OpenBLAS uses its own thread count). */
+/* c [m, n] = alpha a^T b + beta c, a [k, m] (lda), b [k, n] (ldb) */
+void blas_dgemm_tn(double *c, int ldc, const double *a, int lda, const double *b, int ldb, int m, int n, int k,
+                   double alpha, double beta);
+/* h [k, k] = x^T x, x [rows, k] (all of h written) */
+void blas_dgram(double *h, const double *x, int rows, int k);
+/* a [n, n] symmetric positive definite -> its Cholesky factor L (a = L L^T) in the lower
+ * triangle, the upper left as it was. Returns 0, or -1 if a is not positive definite. */
+int blas_cholesky_lower(double *a, int n);
+/* a [n, n] upper triangular with a nonzero diagonal -> its inverse (upper), in place. */
+void blas_invert_upper(double *a, int n);
+/* on = 1: the four above run their plain loops even when OpenBLAS is there (for tests). */
+void blas_double_loops(int on);
+
 /* ---- Checksum: Adler-32 (zlib's definition; Python's zlib.adler32) ------------------
  * Continues from `adler` (1 for a fresh sum) over n bytes. Detects every single-bit and
  * burst error of a tensor; used to verify weight files, not as a defence against forgery. */

@@ -68,23 +68,24 @@ static void block_values(float *v, const float *w, int p0, int k) {
 
 /* q8_0: scale max|v| / 127 rounded to f16; values rounded against that rounded scale so
  * dequantization (d16 x q) is as close as the stored scale allows. */
-static uint16_t quantize_q8(const float *v, int8_t *q) {
+static uint16_t scale_q8(const float *v) {
     float amax = 0;
     for (int c = 0; c < QK; c++) amax = fmaxf(amax, fabsf(v[c]));
-    const uint16_t d16 = f32_to_f16(amax / 127.0f);
-    const float d = f16_to_f32(d16);
-    for (int c = 0; c < QK; c++) {
-        float r = d > 0 ? nearbyintf(v[c] / d) : 0.0f;
-        q[c] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
-    }
-    return d16;
+    return f32_to_f16(amax / 127.0f);
+}
+
+int quant_level(gemm_type type, float v, float d) {
+    if (!(d != 0)) return 0;
+    const float r = nearbyintf(v / d);
+    if (type == GEMM_Q8_0) return r > 127 ? 127 : r < -127 ? -127 : (int)r;
+    return r > 7 ? 7 : r < -8 ? -8 : (int)r;
 }
 
 /* q4_0: values u - 8 in -8..7 times a scale. Which scale: of a few candidates (the block's
  * extreme mapped to -8, or to +-7, +-7.5, +-7.75) the one with the least squared error after
  * rounding (the scale itself rounded to f16 first), then refined by least squares while
  * that lowers the error. */
-static uint16_t quantize_q4(const float *v, uint8_t *u) {
+static uint16_t scale_q4(const float *v) {
     float amax = 0, extreme = 0;
     for (int c = 0; c < QK; c++)
         if (fabsf(v[c]) > amax) { amax = fabsf(v[c]); extreme = v[c]; }
@@ -130,18 +131,16 @@ static uint16_t quantize_q4(const float *v, uint8_t *u) {
         best_err = err;
         best_d16 = d16;
     }
-    const float d = f16_to_f32(best_d16);
-    for (int c = 0; c < QK; c++) {
-        float r = d != 0 ? nearbyintf(v[c] / d) : 0.0f;
-        r = r > 7 ? 7 : r < -8 ? -8 : r;
-        u[c] = (uint8_t)(r + 8);
-    }
     return best_d16;
 }
 
-void quant_pack(void *dst, gemm_type type, const float *w, int n, int k) {
+uint16_t quant_block_scale(gemm_type type, const float v[QK]) {
+    return type == GEMM_Q8_0 ? scale_q8(v) : scale_q4(v);
+}
+
+void quant_pack_scaled(void *dst, gemm_type type, const float *w, const uint16_t *scales, int n, int k) {
     const size_t panel_bytes = quant_panel_bytes(type, k);
-    const int n_panels = (n + GEMM_PANEL - 1) / GEMM_PANEL;
+    const int n_panels = (n + GEMM_PANEL - 1) / GEMM_PANEL, n_blocks = n_blocks_of(k);
     memset(dst, 0, panel_bytes * (size_t)n_panels);
     for (int j = 0; j < n; j++) {
         char *panel = (char *)dst + (size_t)(j / GEMM_PANEL) * panel_bytes;
@@ -157,25 +156,29 @@ void quant_pack(void *dst, gemm_type type, const float *w, int n, int k) {
             for (int p = 0; p < k; p++) h[(size_t)(p / 2) * 2 * GEMM_PANEL + 2 * f + p % 2] = f32_to_bf16_daz(row[p]);
             continue;
         }
-        for (int b = 0; b < n_blocks_of(k); b++) {
+        for (int b = 0; b < n_blocks; b++) {
             float v[QK];
             block_values(v, row, b * QK, k);
+            const uint16_t d16 = scales ? scales[(size_t)j * n_blocks + b] : quant_block_scale(type, v);
+            const float d = f16_to_f32(d16);
             if (type == GEMM_Q8_0) {
                 q8_0_block *blk = (q8_0_block *)panel + b;
-                int8_t q[QK];
-                blk->d[f] = quantize_q8(v, q);
-                for (int c = 0; c < QK; c++) blk->q[c / 4][f][c % 4] = q[c];
+                blk->d[f] = d16;
+                for (int c = 0; c < QK; c++) blk->q[c / 4][f][c % 4] = (int8_t)quant_level(type, v[c], d);
             } else {
                 q4_0_block *blk = (q4_0_block *)panel + b;
-                uint8_t u[QK];
-                blk->d[f] = quantize_q4(v, u);
+                blk->d[f] = d16;
                 for (int c = 0; c < QK; c++) {
                     const int group = c / 4, h = group / 2, shift = group % 2 ? 4 : 0;
-                    blk->q[h][f][c % 4] |= (uint8_t)(u[c] << shift);
+                    blk->q[h][f][c % 4] |= (uint8_t)((quant_level(type, v[c], d) + 8) << shift);
                 }
             }
         }
     }
+}
+
+void quant_pack(void *dst, gemm_type type, const float *w, int n, int k) {
+    quant_pack_scaled(dst, type, w, NULL, n, k);
 }
 
 /* Block b of feature f as int8 values and its scale, for either quantized type. */

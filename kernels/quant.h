@@ -82,6 +82,15 @@ float bf16_to_f32(uint16_t h);
 size_t quant_panel_bytes(gemm_type type, int k);
 /* W [n, k] row-major f32 -> panels of `type` in dst (quant_panel_bytes x panels). */
 void quant_pack(void *dst, gemm_type type, const float *w, int n, int k);
+/* The same with q8_0 / q4_0 block scales chosen by the caller: scales [n][ceil(k / 32)]
+ * (f16 bits; NULL: quant_block_scale's). Each value is stored as quant_level(v, scale). */
+void quant_pack_scaled(void *dst, gemm_type type, const float *w, const uint16_t *scales, int n, int k);
+/* The scale (f16 bits) quant_pack gives a block of 32 weights of q8_0 or q4_0: q8_0
+ * max|v| / 127; q4_0 the best of a few candidates by squared error, refined by least squares. */
+uint16_t quant_block_scale(gemm_type type, const float v[QK]);
+/* The integer level of v against scale d: round half to even of v / d, clamped to
+ * -127..127 (q8_0) or -8..7 (q4_0); 0 for d = 0. Dequantized: level x d. */
+int quant_level(gemm_type type, float v, float d);
 /* Row j of a packed weight of any type, dequantized into out [k]. */
 void quant_row(const gemm_weight *w, int j, float *out);
 

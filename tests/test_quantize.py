@@ -139,15 +139,28 @@ class Quantize(unittest.TestCase):
             self.assertRegex(info, r"weights: +vision .*%s [0-9.]+%%.*bits per weight; text .*; file [0-9.]+" % t)
 
     def test_agrees_with_the_reference_dequantizer(self):
-        pixels = Npy(self.image).data
+        images = [self.image] + [shared("golden-tiny", "pre", n) for n in ("coins_gray.npy", "hubble_rgba.npy")]
         ids_lines = run("tokenize", self.golden, "--", *self.texts).stdout.decode().splitlines()
         for t in TYPES:
             ref = reference_clip.ClipFile(self.files[t])
-            want_image = reference_clip.encode_image(ref, pixels)
-            got_image = self.embed(self.files[t], "image")[0]
-            # f16/bf16: float rounding only; q8_0/q4_0: activation rounding ties may differ
+            errors = []
+            for image in images:
+                want_image = reference_clip.encode_image(ref, Npy(image).data)
+                out = self.path("ref.npy")
+                run("embed-image", self.files[t], image, "--raw", "-o", out)
+                errors.append(rel_l2(Npy(out).row(0), want_image))
+            errors.sort()
+            # f16/bf16: float rounding only (all images). q8_0/q4_0: an activation whose int8
+            # rounding is a near tie may round the other way in double precision, and golden-
+            # tiny's random image tower can amplify one such flip to 5e-3 (seen on 1 image of 3;
+            # the others agree to 1e-7): the median must agree, every image within 2e-2. A
+            # misread layout, nibble or scale is off by far more on every image.
+            if t in ("f16", "bf16"):
+                self.assertLess(errors[-1], 1e-4, "%s images %s" % (t, errors))
+            else:
+                self.assertLess(errors[len(errors) // 2], 2e-3, "%s images %s" % (t, errors))
+                self.assertLess(errors[-1], 2e-2, "%s images %s" % (t, errors))
             tol = 1e-4 if t in ("f16", "bf16") else 2e-3
-            self.assertLess(rel_l2(got_image, want_image), tol, "%s image" % t)
             got_texts = self.embed(self.files[t], "text")
             for line, got in zip(ids_lines, got_texts):
                 want = reference_clip.encode_text(ref, [int(x) for x in line.split()])
@@ -160,6 +173,34 @@ class Quantize(unittest.TestCase):
             for t in TYPES:
                 for a, b in zip(self.embed(self.files[t], kind), base):
                     self.assertGreaterEqual(cosine(a, b), floor[t], "%s %s" % (t, kind))
+
+    def test_calibration_brings_embeddings_closer(self):
+        # q8_0 / q4_0 round the block layers by GPTQ on calibration inputs (the default);
+        # --no-calibrate rounds every weight to its nearest level. GPTQ must bring the
+        # embeddings closer to the f32 model's: sum of (1 - cosine) over golden-tiny's
+        # preprocessed images and a few texts (here GPTQ's is 0.6-0.75x plain rounding's).
+        pre = shared("golden-tiny", "pre")
+        images = sorted(os.path.join(pre, f) for f in os.listdir(pre) if f.endswith(".npy"))
+        texts = ["a photo of a dog.", "red circle", "x", "an astronaut riding a horse on the moon, " * 4,
+                 "two cats sleeping on a sofa near a window"]
+
+        def embeddings(model, kind):
+            out = self.path("calib.npy")
+            if kind == "image":
+                run("embed-image", model, *images, "--raw", "-o", out)
+            else:
+                run("embed-text", model, "--raw", "-o", out, "--", *texts)
+            a = Npy(out)
+            return [a.row(i) for i in range(a.shape[0])]
+
+        for t in ("q8_0", "q4_0"):
+            plain = self.path("plain-%s.clip" % t)
+            run("quantize", self.golden, plain, "--type", t, "--no-calibrate")
+            for kind in ("image", "text"):
+                base = embeddings(self.golden, kind)
+                err = {name: sum(1 - cosine(a, b) for a, b in zip(embeddings(m, kind), base))
+                       for name, m in (("gptq", self.files[t]), ("plain", plain))}
+                self.assertLess(err["gptq"], 0.9 * err["plain"], "%s %s: %s" % (t, kind, err))
 
     def test_deterministic_and_thread_independent(self):
         a, b = self.path("a.clip"), self.path("b.clip")

@@ -43,6 +43,7 @@ typedef struct {
     int shard_i, shard_n;        /* --shard I/N; shard_n 0 = no sharding */
     int keep_going, no_truncate;
     int plain;                   /* --plain (quantize): no policy exceptions */
+    int no_calibrate;            /* --no-calibrate (quantize): round to nearest, no GPTQ */
     const char *text;            /* --text (trace) */
     const char *dump;            /* --dump DIR (trace) */
     const char *type;            /* --type (quantize) */

@@ -79,7 +79,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         static const struct { const char *short_, *long_; char key; } flags[] = {
             {NULL, "--raw", 'r'}, {NULL, "--json", 'j'}, {"-0", "--null", '0'},
             {NULL, "--ids", 'i'}, {NULL, "--keep-going", 'K'}, {NULL, "--no-truncate", 'U'},
-            {NULL, "--plain", 'A'},
+            {NULL, "--plain", 'A'}, {NULL, "--no-calibrate", 'R'},
         };
         char key = 0;
         const char *value = NULL;
@@ -155,6 +155,7 @@ int parse(int argc, char **argv, const char *cmd, const char *accepts, args *a) 
         case 'K': a->keep_going = 1; break;
         case 'U': a->no_truncate = 1; break;
         case 'A': a->plain = 1; break;
+        case 'R': a->no_calibrate = 1; break;
         }
     }
     return 0;

@@ -142,14 +142,18 @@ static const command commands[] = {
      "               ../shared/clip/golden-tiny/debug/ where it has the stage)\n"
      "  -t N         threads (default: one per core, and never more)\n"
      "  --gemm B     matmul backend: native (default) or openblas\n", cmd_trace},
-    {"quantize", "yetA",
-     "quantize IN.clip OUT.clip --type f16|bf16|q8_0|q4_0 [--keep GLOB]... [--plain] [-t N]\n"
+    {"quantize", "yetAR",
+     "quantize IN.clip OUT.clip --type f16|bf16|q8_0|q4_0 [--keep GLOB]... [--plain] [--no-calibrate] [-t N]\n"
      "  Write IN (an f32 model) with its matrices (linear weights, token embedding) in a smaller\n"
      "  type; LayerNorm, biases and position embeddings stay f32 (README, \"Quantized models\").\n"
      "  --type T     f16, bf16, q8_0 (8.5 bits per weight) or q4_0 (4.5; the tensors whose\n"
      "               errors matter most in q8_0: 5.4 bits per weight in all)\n"
      "  --keep GLOB  keep the tensors whose names match (e.g. 'vision.blocks.0.*') as they are\n"
      "  --plain      no policy exceptions: every matrix in the --type (--keep still applies)\n"
+     "  q8_0 and q4_0 round the blocks' linear layers with GPTQ: the f32 model first encodes\n"
+     "  16 built-in synthetic images and 128 texts, and each layer's rounding errors are moved\n"
+     "  where its inputs make them cost least (a few seconds; README, \"Quantized models\")\n"
+     "  --no-calibrate  round every weight to its nearest level instead (no calibration run)\n"
      "  -t N         threads (default: one per core)\n", cmd_quantize},
     {"bench", "tbng",
      "bench MODEL [IMAGE] [-t N] [--batch N] [--iters K] [--gemm native|openblas]\n"

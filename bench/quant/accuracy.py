@@ -8,7 +8,9 @@ bench/quant/reference_init.py for the values; needs python3-torch): OpenAI's ini
 and the same with the noise golden-tiny's weights carry (--perturb: nonzero biases, LayerNorm
 parameters away from 1 and 0, larger matrices). Converts each, quantizes it to f16, bf16,
 q8_0 and q4_0 with `clip_run quantize`, and compares each type's raw embeddings with the
-f32 model's: cosine on images of ../shared/clip/images and on texts.
+f32 model's: cosine on images of ../shared/clip/images and on texts. q8_0 and q4_0 are
+measured as quantize makes them (GPTQ on its built-in calibration inputs, which share
+nothing with these images and texts) and with --no-calibrate (round to nearest).
 Writes a markdown table with the date, the commit and the CPU (to --out, and stdout).
 """
 import argparse
@@ -28,7 +30,7 @@ IMAGES = ["astronaut_444.jpg", "coins_gray.jpg", "hubble_rgba.png", "brick_la.pn
 TEXTS = ["a photo of a dog.", "a diagram", "an astronaut riding a horse on the moon, highly detailed digital painting",
          "red circle", "the quick brown fox jumps over the lazy dog " * 3, "x",
          "two cats sleeping on a sofa near a window"]
-TYPES = ["f16", "bf16", "q8_0", "q4_0"]
+TYPES = ["f16", "bf16", "q8_0", "q4_0", "q8_0 --no-calibrate", "q4_0 --no-calibrate"]
 
 
 def cpu_name():
@@ -98,9 +100,10 @@ def main():
         base = {k: embed(clip_run, f32, k, tmp) for k in ("image", "text")}
         f32_size = os.path.getsize(f32)
         for t in TYPES:
-            out = os.path.join(args.work, "b32-%s.clip" % t)
+            out = os.path.join(args.work, "b32-%s.clip" % t.split()[0])
             t0 = time.time()
-            subprocess.run([clip_run, "quantize", f32, out, "--type", t, "-t", "2"], check=True, stderr=subprocess.DEVNULL)
+            subprocess.run([clip_run, "quantize", f32, out, "--type"] + t.split() + ["-t", "2"], check=True,
+                           stderr=subprocess.DEVNULL)
             seconds = time.time() - t0
             row = "| %s | %s | %.3fx | %.1f s |" % ("perturbed" if perturb else "OpenAI init", t,
                                                     os.path.getsize(out) / f32_size, seconds)
