@@ -137,6 +137,15 @@ END_TEST
 START_TEST(test_matches_reference_recurrence_plain_loops) { check_against_reference(1); }
 END_TEST
 
+/* Plain rounding, as quant_pack stores it: the dequantized rows [n, k] into out. */
+static void plain_rounding(gemm_type type, const float *w, int n, int k, float *out) {
+    void *packed = malloc(quant_panel_bytes(type, k) * (size_t)((n + GEMM_PANEL - 1) / GEMM_PANEL));
+    quant_pack(packed, type, w, n, k);
+    const gemm_weight pw = gemm_weight_packed(type, packed, n, k);
+    for (int r = 0; r < n; r++) quant_row(&pw, r, out + (size_t)r * k);
+    free(packed);
+}
+
 /* Inputs along the axes only: H diagonal, nothing to move; plain rounding exactly. */
 START_TEST(test_uncorrelated_inputs_give_plain_rounding) {
     for (int t = 0; t < COUNT(types); t++) {
@@ -147,22 +156,19 @@ START_TEST(test_uncorrelated_inputs_give_plain_rounding) {
         for (int i = 0; i < n * k; i++) plain[i] = w[i] = 0.1f * test_rand(&seed);
         uint16_t *sc = malloc(sizeof(uint16_t) * n * nb);
         ck_assert_int_eq(gptq_quantize(types[t], w, n, k, x, k, sc), 0);
-        void *packed = malloc(quant_panel_bytes(types[t], k) * (size_t)((n + GEMM_PANEL - 1) / GEMM_PANEL));
-        quant_pack(packed, types[t], plain, n, k);
-        const gemm_weight pw = gemm_weight_packed(types[t], packed, n, k);
-        float row[70];
+        float *rounded = malloc(sizeof(float) * n * k);
+        plain_rounding(types[t], plain, n, k, rounded);
         for (int r = 0; r < n; r++) {
-            quant_row(&pw, r, row);
             for (int j = 0; j < k; j++)
-                ck_assert_msg(w[r * k + j] == row[j], "%s row %d col %d: %g, plain rounding %g",
-                              gemm_type_get(types[t])->name, r, j, w[r * k + j], row[j]);
+                ck_assert_msg(w[r * k + j] == rounded[r * k + j], "%s row %d col %d: %g, plain rounding %g",
+                              gemm_type_get(types[t])->name, r, j, w[r * k + j], rounded[r * k + j]);
             for (int b = 0; b < nb; b++) {
                 float v[QK];
                 for (int c = 0; c < QK; c++) v[c] = b * QK + c < k ? plain[r * k + b * QK + c] : 0.0f;
                 ck_assert_int_eq(sc[r * nb + b], quant_block_scale(types[t], v));
             }
         }
-        free(x), free(w), free(plain), free(sc), free(packed);
+        free(x), free(w), free(plain), free(sc), free(rounded);
     }
 }
 END_TEST
@@ -187,15 +193,12 @@ START_TEST(test_output_error_below_plain_rounding) {
         for (int i = 0; i < n * k; i++) g[i] = w[i] = 0.05f * test_rand(&seed);
         uint16_t *sc = malloc(sizeof(uint16_t) * n * nb);
         ck_assert_int_eq(gptq_quantize(types[t], g, n, k, x, rows, sc), 0);
-        void *packed = malloc(quant_panel_bytes(types[t], k) * (size_t)((n + GEMM_PANEL - 1) / GEMM_PANEL));
-        quant_pack(packed, types[t], w, n, k);
-        const gemm_weight pw = gemm_weight_packed(types[t], packed, n, k);
-        for (int r = 0; r < n; r++) quant_row(&pw, r, plain + r * k);
+        plain_rounding(types[t], w, n, k, plain);
         const double e_gptq = output_error(g, w, x, n, k, rows), e_plain = output_error(plain, w, x, n, k, rows);
         /* here: 0.02x (q8_0), 0.05x (q4_0) of plain rounding's */
         ck_assert_msg(e_gptq < 0.25 * e_plain, "%s: output error %g, plain rounding %g",
                       gemm_type_get(types[t])->name, e_gptq, e_plain);
-        free(x), free(w), free(g), free(plain), free(sc), free(packed);
+        free(x), free(w), free(g), free(plain), free(sc);
     }
 }
 END_TEST
