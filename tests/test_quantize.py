@@ -160,15 +160,16 @@ class Quantize(unittest.TestCase):
                 run("embed-image", self.files[t], image, "--raw", "-o", out)
                 errors.append(rel_l2(Npy(out).row(0), want_image))
             errors.sort()
-            # f16/bf16: float rounding only (all images). q8_0/q4_0: an activation whose int8
-            # rounding is a near tie may round the other way in double precision, and golden-
-            # tiny's random image tower can amplify one such flip to 5e-3 (seen on 1 image of 3;
-            # the others agree to 1e-7): the median must agree, every image within 2e-2. A
-            # misread layout, nibble or scale is off by far more on every image.
-            if t in ("f16", "bf16"):
+            # f16: float rounding only (every image). bf16, q8_0, q4_0 round the activations
+            # too (to bf16, or int8 per block): one whose rounding is a near tie may round the
+            # other way in double precision, and golden-tiny's random image tower can amplify
+            # one such flip (q4_0 5e-3 on x86, bf16 7e-4 on NEON, each on 1 image of 3; the
+            # others agree to 1e-7): the median must agree, every image within 2e-2. A misread
+            # layout, nibble or scale is off by far more on every image.
+            if t == "f16":
                 self.assertLess(errors[-1], 1e-4, "%s images %s" % (t, errors))
             else:
-                self.assertLess(errors[len(errors) // 2], 2e-3, "%s images %s" % (t, errors))
+                self.assertLess(errors[len(errors) // 2], 1e-4 if t == "bf16" else 2e-3, "%s images %s" % (t, errors))
                 self.assertLess(errors[-1], 2e-2, "%s images %s" % (t, errors))
             tol = 1e-4 if t in ("f16", "bf16") else 2e-3
             got_texts = self.embed(self.files[t], "text")
