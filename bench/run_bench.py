@@ -300,9 +300,16 @@ def quantized_cosines(clip_run, models, inputs, check_dir):
 
 
 # ---- Peers ------------------------------------------------------------------------------
+SETTLE_SECONDS = 20
+
+
 def run_peer(name, cmd, json_path):
+    """Runs a peer, then waits SETTLE_SECONDS: right after ONNX Runtime's 2-thread runs, the
+    next measurement on this VM was slower for a while (clip.c q8_0 image 18-23 ms, then
+    15.4 ms 20 s later), so nothing is timed in that wake."""
     log("peer %s: %s" % (name, " ".join(shlex.quote(a) for a in cmd[:4]) + " ..."))
     r = subprocess.run(cmd, stdout=sys.stderr)
+    time.sleep(SETTLE_SECONDS)
     if r.returncode != 0:
         return {"error": "%s exited %d (see the messages above)" % (name, r.returncode)}
     with open(json_path) as f:
