@@ -30,7 +30,7 @@ check_pkg gcc 'command -v cc'
 check_pkg libc6-dev 'test -f /usr/include/stdio.h'
 case "${1:-build}" in
     build) sh -c "$have_openblas" >/dev/null 2>&1 ||
-               echo "deps: note: OpenBLAS's runtime library (Debian: libopenblas0) is not installed; clip_run works without it, only --gemm openblas needs it" >&2 ;;
+               echo "deps: note: OpenBLAS's runtime library (Debian: libopenblas0) is not installed; clip_run works without it; --gemm openblas needs it, and quantize's GPTQ runs minutes instead of seconds without it" >&2 ;;
     test)  check_pkg check 'test -f /usr/include/check.h'
            check_pkg pkg-config 'command -v pkg-config'
            # the tests compare --gemm openblas with the native kernels
