@@ -85,6 +85,16 @@ int quant_level(gemm_type type, float v, float d) {
  * extreme mapped to -8, or to +-7, +-7.5, +-7.75) the one with the least squared error after
  * rounding (the scale itself rounded to f16 first), then refined by least squares while
  * that lowers the error. */
+/* The squared error of a block's q4_0 levels against scale d (d != 0). */
+static double q4_error(const float *v, float d) {
+    double err = 0;
+    for (int c = 0; c < QK; c++) {
+        const float e = v[c] - (float)quant_level(GEMM_Q4_0, v[c], d) * d;
+        err += (double)e * e;
+    }
+    return err;
+}
+
 static uint16_t scale_q4(const float *v) {
     float amax = 0, extreme = 0;
     for (int c = 0; c < QK; c++)
@@ -98,12 +108,7 @@ static uint16_t scale_q4(const float *v) {
         const uint16_t d16 = f32_to_f16(extreme / divisors[t]);
         const float d = f16_to_f32(d16);
         if (!(d != 0) || !isfinite(d)) continue;
-        double err = 0;
-        for (int c = 0; c < QK; c++) {
-            float r = nearbyintf(v[c] / d);
-            r = r > 7 ? 7 : r < -8 ? -8 : r;
-            err += (double)(v[c] - r * d) * (v[c] - r * d);
-        }
+        const double err = q4_error(v, d);
         if (err < best_err) { best_err = err; best_d16 = d16; }
     }
     /* Refine: with the values fixed, the least-squares scale is sum(v q) / sum(q q); re-round
@@ -112,8 +117,7 @@ static uint16_t scale_q4(const float *v) {
         const float d = f16_to_f32(best_d16);
         double vq = 0, qq = 0;
         for (int c = 0; c < QK; c++) {
-            float r = nearbyintf(v[c] / d);
-            r = r > 7 ? 7 : r < -8 ? -8 : r;
+            const float r = (float)quant_level(GEMM_Q4_0, v[c], d);
             vq += (double)v[c] * r;
             qq += (double)r * r;
         }
@@ -121,12 +125,7 @@ static uint16_t scale_q4(const float *v) {
         const uint16_t d16 = f32_to_f16((float)(vq / qq));
         const float nd = f16_to_f32(d16);
         if (!(nd != 0) || !isfinite(nd) || d16 == best_d16) break;
-        double err = 0;
-        for (int c = 0; c < QK; c++) {
-            float r = nearbyintf(v[c] / nd);
-            r = r > 7 ? 7 : r < -8 ? -8 : r;
-            err += (double)(v[c] - r * nd) * (v[c] - r * nd);
-        }
+        const double err = q4_error(v, nd);
         if (err >= best_err) break;
         best_err = err;
         best_d16 = d16;
