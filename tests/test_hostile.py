@@ -193,6 +193,41 @@ class InterruptedWrites(unittest.TestCase):
                 for t in temps:
                     os.unlink(os.path.join(out_dir, t))
 
+    # A signal that arrives while convert.py creates its temp file waits (blocked) and is
+    # raised the moment the signals are unblocked; the kills above hit that microsecond
+    # only by luck (a CI run did once, and left the temp file). Here it is made to happen
+    # every time: mkstemp sends the signal to its own process, while it is still blocked.
+    PENDING_AT_CREATION = """if True:
+        import os, signal, sys, tempfile
+        sys.path.insert(0, sys.argv[1])
+        import convert
+        real_mkstemp, sig = tempfile.mkstemp, getattr(signal, sys.argv[2])
+        def mkstemp_then_signal(*args, **kwargs):
+            made = real_mkstemp(*args, **kwargs)
+            os.kill(os.getpid(), sig)
+            return made
+        convert.tempfile.mkstemp = mkstemp_then_signal
+        sys.exit(convert.main(sys.argv[3:]))
+    """
+
+    def test_convert_signal_pending_at_temp_creation(self):
+        with tempfile.TemporaryDirectory(prefix="clip-kill-convert-") as out_dir:
+            out = os.path.join(out_dir, "model.clip")
+            with open(out, "wb") as f:
+                f.write(b"the previous output")
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                run = subprocess.run([sys.executable, "-c", self.PENDING_AT_CREATION, os.path.join(ROOT, "tools"),
+                                      sig.name, shared("golden-tiny", "openai.pt"), "--config",
+                                      shared("golden-tiny", "open_clip_config.json"), "--vocab",
+                                      shared("bpe_simple_vocab_16e6.txt.gz"), "-o", out],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                self.assertEqual(run.returncode, 128 + sig, run.stderr)
+                self.assertIn("interrupted (%s)" % sig.name, run.stderr)
+                self.assertEqual(run.stderr.count("\n"), 1, run.stderr)
+                with open(out, "rb") as f:
+                    self.assertEqual(f.read(), b"the previous output")
+                self.assertEqual(leftovers(out_dir, "model.clip"), ([], []), "after %s" % sig.name)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -659,11 +659,14 @@ class output_file:
         out_dir = os.path.dirname(target)
         if not os.path.isdir(out_dir):
             raise ConvertError("%s: the output directory %s does not exist" % (self.path, out_dir))
-        # The signals that remove the temp file (main()) wait while it comes into being, so
-        # none finds a file that exists but is not yet known to __exit__.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        # The temp file is registered for the signal handler (_on_signal removes it) while the
+        # signals wait, so none finds a file that exists but is not yet known. Removal cannot
+        # be left to exception handling alone: a signal that was pending during mkstemp is
+        # raised at the unblock, which may be outside any try that knows the file.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, CLEANUP_SIGNALS)
         try:
             fd, self.tmp_path = tempfile.mkstemp(dir=out_dir, prefix="." + os.path.basename(target) + ".tmp.")
+            _temp_in_progress[0] = self.tmp_path
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.target = target
@@ -679,11 +682,19 @@ class output_file:
                 os.umask(umask)
                 os.chmod(self.tmp_path, 0o666 & ~umask)
             self.f = os.fdopen(fd, "wb")
-        except BaseException:   # e.g. Ctrl-C right here: __exit__ will not run
+        except BaseException:   # e.g. a failed chmod: __exit__ will not run
             os.close(fd)
-            os.unlink(self.tmp_path)
+            self._discard()
             raise
         return self.f
+
+    def _discard(self):
+        _temp_in_progress[0] = None
+        try:
+            os.unlink(self.tmp_path)
+        except OSError:
+            pass
+        self.tmp_path = None
 
     def __exit__(self, kind, value, tb):
         if self.stream is not None:  # stdout or in place: copy the finished spool
@@ -704,13 +715,11 @@ class output_file:
             self.f.close()
             if kind is None:
                 os.replace(self.tmp_path, self.target)
+                _temp_in_progress[0] = None  # a late signal's unlink would now find nothing
                 self.tmp_path = None
         finally:
             if self.tmp_path is not None:
-                try:
-                    os.unlink(self.tmp_path)
-                except OSError:
-                    pass
+                self._discard()
         return False
 
 
@@ -756,23 +765,35 @@ def convert(args):
         ckpt.close()
 
 
+# The temp file of the write in progress ([path] or [None]), for _on_signal.
+_temp_in_progress = [None]
+CLEANUP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, turned into an exception so that the temp file is removed on the
-    way out (convert()'s except clause), exactly as for Ctrl-C."""
+    """SIGINT, SIGTERM or SIGHUP, turned into an exception so that the run ends through
+    main()'s one error line, after _on_signal has removed the temp file."""
 
     def __init__(self, signum):
         super().__init__(signum)
         self.signum = signum
 
 
-def _terminate(signum, frame):
+def _on_signal(signum, frame):
+    path = _temp_in_progress[0]
+    if path is not None:
+        _temp_in_progress[0] = None
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     raise Terminated(signum)
 
 
 def main(argv=None):
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) == signal.SIG_DFL:
-            signal.signal(signum, _terminate)
+    for signum in CLEANUP_SIGNALS:  # a signal the parent set to be ignored (nohup) stays so
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signum, _on_signal)
     parser = argparse.ArgumentParser(prog="convert.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint file (.pt/.bin/.safetensors) or Hugging Face directory")
