@@ -11,9 +11,9 @@
  *     it. vpdpbusd multiplies unsigned by signed bytes, so the WEIGHTS enter unsigned:
  *     q8_0's as w + 128 (an XOR of the sign bit, once per line for all rows), q4_0's as
  *     the stored nibble w + 8; the activations stay signed, broadcast straight from
- *     memory. Per block, bias x (sum of the row's 32 x values, stored by the activation
- *     quantizer) is subtracted: the int32 block sums are exact, as in the scalar
- *     reference. Then acc = fma((float)isum, dx * dw, acc) per block.
+ *     memory. Each block's int32 sums start at -bias x (sum of the row's 32 x values,
+ *     stored by the activation quantizer), which takes the bias back out: the sums are
+ *     exact, as in the scalar reference. Then acc = fma((float)isum, dx * dw, acc).
  *
  * Why two panels and compile-time row counts: the accumulators only stay in registers
  * when the loops over rows and panels have constant bounds (a switch on m and on the
@@ -96,9 +96,9 @@ static inline __m512i q4_line_u(const q4_0_block *b, int g) {
 
 #define VNNI __attribute__((target("avx512vnni")))
 
-/* Per block: isum = sum over the 8 groups of vpdpbusd(u, x) = sum((w + bias) x), exact in
- * int32 (|sum| < 32 x 255 x 128); then isum - bias x s (s = the sum of the block's x
- * values, stored by the activation quantizer) = sum(w x), the exact block sum of quant.h. */
+/* Per block: isum = -bias x s + the 8 groups' vpdpbusd(u, x) = -bias x s + sum((w + bias) x)
+ * = sum(w x), the exact block sum of quant.h (s = the sum of the block's x values, stored by
+ * the activation quantizer; every partial sum stays within int32: |.| < 2^21). */
 static inline VNNI __attribute__((always_inline)) void int_tile(const gemm_tile *t, const int mr, const int np,
                                                                 const int is_q4) {
     __m512 acc[INT_MR][MAX_NP];
@@ -108,8 +108,7 @@ static inline VNNI __attribute__((always_inline)) void int_tile(const gemm_tile 
         for (int j = 0; j < np; j++) acc[i][j] = start_acc(t, i, j);
     const int n_blocks = t->k / QK;
     const size_t block_bytes = is_q4 ? sizeof(q4_0_block) : sizeof(q8_0_block);
-    const int bias_shift = is_q4 ? 3 : 7;                  /* bias 8 or 128 */
-    const __m512i zero = _mm512_setzero_si512();
+    const int bias = is_q4 ? 8 : 128;   /* what the unsigned weights carry: q4_0 w + 8, q8_0 w + 128 */
     const int *xs = t->xs;
     const char *next = t->next_w;
     for (int b = 0; b < n_blocks; b++) {
@@ -119,11 +118,14 @@ static inline VNNI __attribute__((always_inline)) void int_tile(const gemm_tile 
             for (int j = 0; j < np; j++)
                 for (size_t o = 0; o < block_bytes; o += 64)
                     _mm_prefetch(next + j * t->panel_bytes + (size_t)b * block_bytes + o, _MM_HINT_T1);
+        /* Starting at -bias x s rather than 0 saves a subtraction per sum at the end. */
         __m512i isum[INT_MR][MAX_NP];
 #pragma GCC unroll 16
-        for (int i = 0; i < mr; i++)
+        for (int i = 0; i < mr; i++) {
+            const __m512i corr = _mm512_set1_epi32(-bias * xs[(size_t)i * t->ldxd + b]);
 #pragma GCC unroll 2
-            for (int j = 0; j < np; j++) isum[i][j] = zero;
+            for (int j = 0; j < np; j++) isum[i][j] = corr;
+        }
         const int8_t *xb = t->xq + (size_t)b * QK;
 #pragma GCC unroll 8
         for (int g = 0; g < QK / 4; g++) {
@@ -146,11 +148,9 @@ static inline VNNI __attribute__((always_inline)) void int_tile(const gemm_tile 
 #pragma GCC unroll 16
         for (int i = 0; i < mr; i++) {
             const __m512 dx = _mm512_set1_ps(t->xd[(size_t)i * t->ldxd + b]);
-            const __m512i corr = _mm512_slli_epi32(_mm512_set1_epi32(xs[(size_t)i * t->ldxd + b]), bias_shift);
 #pragma GCC unroll 2
             for (int j = 0; j < np; j++)
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(isum[i][j], corr)),
-                                            _mm512_mul_ps(dx, dw[j]), acc[i][j]);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[i][j]), _mm512_mul_ps(dx, dw[j]), acc[i][j]);
         }
     }
 #pragma GCC unroll 16
