@@ -689,11 +689,12 @@ class output_file:
         return self.f
 
     def _discard(self):
-        _temp_in_progress[0] = None
+        # Unlink, then unregister: a signal between the two finds the file gone already.
         try:
             os.unlink(self.tmp_path)
         except OSError:
             pass
+        _temp_in_progress[0] = None
         self.tmp_path = None
 
     def __exit__(self, kind, value, tb):
