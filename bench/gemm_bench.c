@@ -44,7 +44,10 @@ static gemm_type wtype = GEMM_F32;   /* the native side's weight type (argv[3]) 
 /* Pack w [n, k] as wtype into fresh 64-byte-aligned memory. */
 static void pack(gemm_weight *out, const float *w, int n, int k) {
     void *p = aligned_alloc(64, gemm_packed_bytes(wtype, n, k));
-    if (!p || gemm_pack(out, p, wtype, w, n, k) != 0) exit(1);
+    if (!p || gemm_pack(out, p, wtype, w, n, k) != 0) {
+        fprintf(stderr, "gemm_bench: cannot pack a %d x %d %s weight\n", n, k, gemm_type_get(wtype)->name);
+        exit(1);
+    }
 }
 
 /* Bytes per weight of wtype, for the weight-stream GB/s. */

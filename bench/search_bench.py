@@ -18,6 +18,7 @@ bench/out/search.md and prints it. Run on a quiet machine; the table records the
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ TARGET_MS = 50.0
 
 def hyperfine(cmd, runs, out_json):
     subprocess.run(["hyperfine", "--warmup", "1", "--runs", str(runs), "--export-json", out_json,
-                    "--style", "none", "--", " ".join(cmd)], check=True, stdout=subprocess.DEVNULL)
+                    "--style", "none", "--", " ".join(shlex.quote(a) for a in cmd)], check=True, stdout=subprocess.DEVNULL)
     with open(out_json) as f:
         r = json.load(f)["results"][0]
     return {"mean": r["mean"] * 1000, "sd": r["stddev"] * 1000, "min": r["min"] * 1000,
@@ -75,9 +76,9 @@ def main():
         info = run_bench.machine_info(clip_run, model)
         rows = []
         for t in threads:
-            one = hyperfine([clip_run, "search", model, small, "'%s'" % QUERY, "-k", "10", "-t", str(t)],
+            one = hyperfine([clip_run, "search", model, small, QUERY, "-k", "10", "-t", str(t)],
                             args.runs, os.path.join(d, "one.json"))
-            many = hyperfine([clip_run, "search", model, big, "'%s'" % QUERY, "-k", "10", "-t", str(t)],
+            many = hyperfine([clip_run, "search", model, big, QUERY, "-k", "10", "-t", str(t)],
                              args.runs, os.path.join(d, "many.json"))
             rows.append((t, one, many))
     lines = ["# clip_run search over %d stored 512-d vectors" % args.vectors, "",

@@ -81,10 +81,6 @@ int quant_level(gemm_type type, float v, float d) {
     return r > 7 ? 7 : r < -8 ? -8 : (int)r;
 }
 
-/* q4_0: values u - 8 in -8..7 times a scale. Which scale: of a few candidates (the block's
- * extreme mapped to -8, or to +-7, +-7.5, +-7.75) the one with the least squared error after
- * rounding (the scale itself rounded to f16 first), then refined by least squares while
- * that lowers the error. */
 /* The squared error of a block's q4_0 levels against scale d (d != 0). */
 static double q4_error(const float *v, float d) {
     double err = 0;
@@ -95,6 +91,10 @@ static double q4_error(const float *v, float d) {
     return err;
 }
 
+/* q4_0: values u - 8 in -8..7 times a scale. Which scale: of a few candidates (the block's
+ * extreme mapped to -8, or to +-7, +-7.5, +-7.75) the one with the least squared error after
+ * rounding (the scale itself rounded to f16 first), then refined by least squares while
+ * that lowers the error. */
 static uint16_t scale_q4(const float *v) {
     float amax = 0, extreme = 0;
     for (int c = 0; c < QK; c++)

@@ -14,9 +14,11 @@ search test (tests/test_search.py) and benchmark (bench/search_bench.py).
 import argparse
 import array
 import math
+import os
 import random
 import sqlite3
 import sys
+import urllib.parse
 
 STRIDE = 7919  # a prime: slot i holds pool[(i * STRIDE) % K], so neighbours differ
 
@@ -39,7 +41,8 @@ def vector_of(i, distinct):
 
 def fill(index, n, seed=5, distinct=1000):
     """Append n synthetic rows; returns (first slot, pool) so callers can recompute scores."""
-    db = sqlite3.connect(index)
+    # mode=rw: a missing INDEX is an error, not a new empty database left behind
+    db = sqlite3.connect("file:%s?mode=rw" % urllib.parse.quote(os.path.abspath(index)), uri=True)
     meta = dict(db.execute("SELECT key, value FROM meta"))
     dim, per_block = int(meta["dim"]), int(meta["per_block"])
     pool = pool_of(dim, distinct, seed)
