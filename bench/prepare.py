@@ -87,10 +87,11 @@ def write_stamp(stamp_path, key):
 def recache_huge(path):
     """Evict the model file from the page cache and read it back through a MADV_HUGEPAGE
     mapping, as clip.c's own loader maps it. Pages read that way are cached in 2 MB folios,
-    which every later process maps with one entry per 2 MB; the pages convert.py leaves
-    behind are partly 4 KB ones, whose page faults (~5000 per image embedding) cost each
-    clip_run process 15-20 ms. A model read from disk by clip_run's first run is cached the
-    same way, so this is the representative state, made the same on every bench run."""
+    which every later process maps with one entry per 2 MB. convert.py and clip_run quantize
+    leave their output cached the same way (they write whole 2 MiB blocks); a file written
+    by other tools (cp, an older convert.py) stays partly in 4 KB pages, whose page faults
+    and unmapping cost each clip_run process 10-20 ms. This makes the state the same on every
+    bench run, whatever happened to the file before."""
     if not (hasattr(os, "posix_fadvise") and hasattr(mmap, "MADV_HUGEPAGE")):
         return
     fd = os.open(path, os.O_RDONLY)

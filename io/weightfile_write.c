@@ -7,8 +7,10 @@
  */
 #include "weightfile.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../kernels/kernels.h"
 #include "atomic.h"
@@ -32,6 +34,42 @@ static uint8_t *put_u32(uint8_t *p, uint32_t v) {
 static uint8_t *put_u64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
     return p + 8;
+}
+
+/* The output reaches the file in whole 2 MiB blocks, each at a multiple of 2 MiB (the last
+ * excepted), as tools/clipfile.py's BlockWriter hands them over and for the same reason: a
+ * file system with large folios then caches the file in 2 MiB folios, which weightfile_open's
+ * mapping takes with one page-table entry each instead of 512. */
+#define OUT_BLOCK ((size_t)2 << 20)
+
+typedef struct {
+    int fd;
+    uint8_t *block;         /* [OUT_BLOCK] */
+    size_t used;
+    int error;              /* errno of the first failed write, 0 while all went well */
+} block_out;
+
+static void out_flush(block_out *o) {
+    for (size_t done = 0; !o->error && done < o->used;) {
+        ssize_t n = write(o->fd, o->block + done, o->used - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) o->error = n < 0 ? errno : EIO;
+        else done += (size_t)n;
+    }
+    o->used = 0;
+}
+
+/* data NULL: n zero bytes */
+static void out_put(block_out *o, const void *data, uint64_t n) {
+    const uint8_t *p = data;
+    while (n > 0) {
+        size_t take = OUT_BLOCK - o->used < n ? OUT_BLOCK - o->used : (size_t)n;
+        if (p) memcpy(o->block + o->used, p, take), p += take;
+        else memset(o->block + o->used, 0, take);
+        o->used += take;
+        n -= take;
+        if (o->used == OUT_BLOCK) out_flush(o);
+    }
 }
 
 int weightfile_write(const char *path, const weightfile *src, const wf_out_tensor *tensors, uint32_t n_tensors) {
@@ -81,19 +119,31 @@ int weightfile_write(const char *path, const weightfile *src, const wf_out_tenso
     for (int i = 0; i < 8; i++) q = put_u64(q, fields[i]);
     put_u32(head + 12, adler32(1, head + 16, (size_t)data_off - 16));
 
+    block_out out = {.block = malloc(OUT_BLOCK)};
+    if (!out.block) {
+        free(offsets), free(head);
+        return clip_fail(CLIP_ERR_NOMEM, "%s: out of memory", path);
+    }
     atomic_file af;
     int rc = atomic_open(&af, path);
     if (rc == CLIP_OK) {
-        static const uint8_t zeros[WF_ALIGN];
-        fwrite(head, 1, (size_t)data_off, af.file);
+        fflush(af.file);                 /* nothing of ours is in it; stdout may hold others' */
+        out.fd = fileno(af.file);
+        out_put(&out, head, data_off);
         uint64_t at = data_off;
         for (uint32_t i = 0; i < n_tensors; i++) {
-            fwrite(zeros, 1, (size_t)(offsets[i] - at), af.file);
-            fwrite(tensors[i].data, 1, (size_t)tensors[i].size, af.file);
+            out_put(&out, NULL, offsets[i] - at);
+            out_put(&out, tensors[i].data, tensors[i].size);
             at = offsets[i] + tensors[i].size;
         }
-        rc = atomic_commit(&af);
+        out_flush(&out);
+        if (out.error) {
+            atomic_abort(&af);
+            rc = clip_fail(CLIP_ERR_IO, "%s: write failed: %s", path, strerror(out.error));
+        } else {
+            rc = atomic_commit(&af);
+        }
     }
-    free(offsets), free(head);
+    free(out.block), free(offsets), free(head);
     return rc;
 }

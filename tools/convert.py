@@ -702,7 +702,7 @@ class output_file:
             try:
                 if kind is None:
                     self.f.seek(0)
-                    shutil.copyfileobj(self.f, self.stream, 1 << 20)
+                    shutil.copyfileobj(self.f, self.stream, clipfile.BlockWriter.BLOCK)
                     self.stream.flush()
             finally:
                 self.f.close()

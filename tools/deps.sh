@@ -47,7 +47,9 @@ case "${1:-build}" in
            check_pkg python3-numpy '/usr/bin/python3 -c "import numpy"'
            check_pkg chromium 'command -v chromium'
            check_pkg parallel 'command -v parallel'
-           check_pkg sqlite3 'command -v sqlite3' ;;
+           check_pkg sqlite3 'command -v sqlite3'
+           # tests/test_write_blocks.py: the model writers' system calls
+           check_pkg strace 'command -v strace' ;;
     fuzz)  check_pkg clang-14 'command -v clang-14'
            check_pkg libclang-rt-14-dev 'ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a || ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-aarch64.a'
            check_pkg valgrind 'command -v valgrind' ;;
