@@ -195,7 +195,7 @@ typedef struct {
     int nc;                    /* output columns per thread task (W chunk KC x NC in L2) */
     int prefetch;              /* 1: tiles that first touch their panels prefetch the next
                                   tile's (gemm_tile.next_w) */
-    char why[240];             /* one line: the CPU, its caches, what was picked and why */
+    char why[320];             /* one line: the CPU, its caches, what was picked and why */
 } gemm_tuning;
 /* The choice for `level` on this CPU, computed once per level. For measurements the
  * environment overrides it: CLIP_GEMM_TILE=<name> or "measure", CLIP_GEMM_KC / _MC / _NC,
