@@ -13,10 +13,10 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import unittest
 
-from harness import CLIP_RUN, golden_model, shared, tmpdir
-import harness
+from harness import CLIP_RUN, ROOT, golden_model, shared, tmpdir
 
 BLOCK = 2 << 20
 # write(3</dir/.out.clip.tmp.x>, "..."..., 2097152) = 2097152   (strace -y; -e abbrev)
@@ -65,7 +65,7 @@ class WholeBlocks(unittest.TestCase):
     def test_convert(self):
         with tmpdir() as d:
             out = os.path.join(d, "model.clip")
-            argv = [harness.sys.executable, os.path.join(harness.ROOT, "tools", "convert.py"),
+            argv = [sys.executable, os.path.join(ROOT, "tools", "convert.py"),
                     shared("golden-tiny"), "-o", out]
             self.check(writes(argv, out), os.path.getsize(out))
 
