@@ -98,26 +98,33 @@ static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix
         if (!index_lookup(ix, s, (size_t)n + 4, &tok->bpe.byte_end_id[b]))
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: vocabulary lacks the word-end symbol of byte 0x%02X", b);
     }
-    /* Merges over canonical ids (the id a string maps to), checked to spell left+right. */
+    /* Merges over canonical ids (the id a string maps to), checked to spell left+right.
+     * Each id's canonical one is looked up once, not once per merge that names it (a
+     * process that embeds one text spends much of its start-up building these tables). */
+    uint32_t *canonical = malloc((size_t)v->n_vocab * sizeof *canonical);
+    if (!canonical) return clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
+    for (uint32_t id = 0; id < v->n_vocab; id++) index_lookup(ix, v->tokens[id], v->token_lens[id], &canonical[id]);
     for (uint32_t r = 0; r < v->n_merges; r++) {
         uint32_t ids[3];
         for (int k = 0; k < 3; k++) {
             ids[k] = v->merges[3 * r + k];
-            if (ids[k] >= v->n_vocab)
+            if (ids[k] >= v->n_vocab) {
+                free(canonical);
                 return clip_fail(CLIP_ERR_FORMAT, "tokenizer: merge %u refers to id %u >= n_vocab %u", r, ids[k],
                                  v->n_vocab);
+            }
         }
         size_t ll = v->token_lens[ids[0]], rl = v->token_lens[ids[1]];
         if (ll == 0 || rl == 0 || v->token_lens[ids[2]] != ll + rl ||
             memcmp(v->tokens[ids[2]], v->tokens[ids[0]], ll) != 0 ||
-            memcmp(v->tokens[ids[2]] + ll, v->tokens[ids[1]], rl) != 0)
+            memcmp(v->tokens[ids[2]] + ll, v->tokens[ids[1]], rl) != 0) {
+            free(canonical);
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: merge %u: token %u is not tokens %u + %u", r, ids[2],
                              ids[0], ids[1]);
-        for (int k = 0; k < 3; k++) {
-            index_lookup(ix, v->tokens[ids[k]], v->token_lens[ids[k]], &ids[k]);
-            merges[3 * r + k] = ids[k];
         }
+        for (int k = 0; k < 3; k++) merges[3 * r + k] = canonical[ids[k]];
     }
+    free(canonical);
     return bpe_init(&tok->bpe, merges, v->n_merges);
 }
 
