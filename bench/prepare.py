@@ -90,7 +90,7 @@ def recache_huge(path):
     which every later process maps with one entry per 2 MB. convert.py and clip_run quantize
     leave their output cached the same way (they write whole 2 MiB blocks); a file written
     by other tools (cp, an older convert.py) stays partly in 4 KB pages, whose page faults
-    and unmapping cost each clip_run process 10-20 ms. This makes the state the same on every
+    and unmapping cost each clip_run process about 20 ms. This makes the state the same on every
     bench run, whatever happened to the file before."""
     if not (hasattr(os, "posix_fadvise") and hasattr(mmap, "MADV_HUGEPAGE")):
         return

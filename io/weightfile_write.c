@@ -36,10 +36,11 @@ static uint8_t *put_u64(uint8_t *p, uint64_t v) {
     return p + 8;
 }
 
-/* The output reaches the file in whole 2 MiB blocks, each at a multiple of 2 MiB (the last
- * excepted), as tools/clipfile.py's BlockWriter hands them over and for the same reason: a
- * file system with large folios then caches the file in 2 MiB folios, which weightfile_open's
- * mapping takes with one page-table entry each instead of 512. */
+/* The output reaches the file in whole 2 MiB blocks, each at a multiple of 2 MiB from where
+ * the output starts (a new file: its start), the last excepted, as tools/clipfile.py's
+ * BlockWriter hands them over and for the same reason: a file system with large folios
+ * then caches the file in 2 MiB folios, which weightfile_open's mapping takes with one
+ * page-table entry each instead of 512. */
 #define OUT_BLOCK ((size_t)2 << 20)
 
 typedef struct {
@@ -62,7 +63,7 @@ static void out_flush(block_out *o) {
 /* data NULL: n zero bytes */
 static void out_put(block_out *o, const void *data, uint64_t n) {
     const uint8_t *p = data;
-    while (n > 0) {
+    while (n > 0 && !o->error) {        /* after a failed write, nothing more to stage */
         size_t take = OUT_BLOCK - o->used < n ? OUT_BLOCK - o->used : (size_t)n;
         if (p) memcpy(o->block + o->used, p, take), p += take;
         else memset(o->block + o->used, 0, take);
@@ -127,7 +128,8 @@ int weightfile_write(const char *path, const weightfile *src, const wf_out_tenso
     atomic_file af;
     int rc = atomic_open(&af, path);
     if (rc == CLIP_OK) {
-        fflush(af.file);                 /* nothing of ours is in it; stdout may hold others' */
+        /* nothing of ours is in the FILE's buffer; stdout's may hold others' output */
+        out.error = fflush(af.file) == 0 ? 0 : (errno ? errno : EIO);
         out.fd = fileno(af.file);
         out_put(&out, head, data_off);
         uint64_t at = data_off;

@@ -173,21 +173,22 @@ static void choose(cpu_level level) {
     const int amd = strcmp(c.vendor, "AuthenticAMD") == 0, intel = strcmp(c.vendor, "GenuineIntel") == 0;
     const char *name = "scalar f32 4x16", *reason = "portable reference";
     if (level == CPU_AVX2) {
-        /* One tile fits every AVX2 core: 16 ymm registers leave room for 12 accumulators,
-         * and every such core has two 256-bit FMA pipes of latency 4-5, so 8-10 chains
-         * keep both busy. What differs is the loads: 2 panel vectors + 6 broadcasts per 12
-         * FMAs, 1.3 a cycle at full rate, within Golden Cove's 3 load ports (Alder and
-         * Raptor Lake P-cores, where AVX-512 is fused off) and Zen 2/3's 2 (published port
-         * counts; not measured here). Gracemont E-cores split each 256-bit FMA in two
-         * 128-bit halves: half the rate, same tile. Tasks are handed out one at a time
-         * (threadpool.c), so a hybrid CPU's slower E-cores take fewer of them. */
+        /* One tile for every AVX2 core: 16 ymm registers leave room for 12 accumulators,
+         * enough for two 256-bit FMA pipes of latency 4-5 (Haswell on, Zen 2 on: 8-10
+         * chains keep both busy). The loads, 2 panel vectors + 6 broadcasts per 12 FMAs,
+         * are 1.3 a cycle at full rate: within the 2 load ports of Haswell..Ice Lake and
+         * Zen 2/3 and the 3 of Golden Cove (Alder and Raptor Lake P-cores, where AVX-512
+         * is fused off). Cores that split a 256-bit FMA in two 128-bit halves (Gracemont
+         * E-cores, Zen 1) run it at half rate with the same tile. Published port counts,
+         * not measured here. Tasks are handed out one at a time (threadpool.c), so a
+         * hybrid CPU's slower E-cores take fewer of them. */
         name = "avx2 f32 6x16";
         if (intel)
-            reason = "Intel AVX2 (Alder/Raptor Lake P-cores: 2 x 256-bit FMA ports, latency 4, 3 loads/cycle; "
-                     "E-cores half rate): 12 accumulators (published, not measured)";
+            reason = "Intel AVX2 (Haswell on, Alder/Raptor Lake P-cores: 2 x 256-bit FMA ports, latency 4-5, "
+                     "2-3 loads/cycle; E-cores half rate): 12 accumulators (published, not measured)";
         else if (amd)
-            reason = "AMD AVX2 (Zen 2 on: 2 x 256-bit FMA pipes, latency 4-5, 2-3 loads/cycle): 12 "
-                     "accumulators, 8 loads per 12 FMAs (published, not measured)";
+            reason = "AMD AVX2 (Zen 2 on: 2 x 256-bit FMA pipes, latency 4-5, 2-3 loads/cycle; Zen 1 half "
+                     "rate): 12 accumulators, 8 loads per 12 FMAs (published, not measured)";
         else
             reason = "16 ymm: 12 accumulators + 2 panel vectors + 1 broadcast";
     } else if (level == CPU_AVX512) {

@@ -103,7 +103,8 @@ static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix
      * process that embeds one text spends much of its start-up building these tables). */
     uint32_t *canonical = malloc((size_t)v->n_vocab * sizeof *canonical);
     if (!canonical) return clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
-    for (uint32_t id = 0; id < v->n_vocab; id++) index_lookup(ix, v->tokens[id], v->token_lens[id], &canonical[id]);
+    for (uint32_t id = 0; id < v->n_vocab; id++)      /* found: every token is in the index */
+        index_lookup(ix, v->tokens[id], v->token_lens[id], &canonical[id]);
     for (uint32_t r = 0; r < v->n_merges; r++) {
         uint32_t ids[3];
         for (int k = 0; k < 3; k++) {

@@ -48,13 +48,15 @@ static void print_weight_types(const char *path) {
     weightfile_close(&wf);
 }
 
-/* 1 if every tensor is f32: only then are a run's GFLOP/s comparable with the f32 peaks
- * (a quantized model does the same work in other instructions, often beyond them). */
-static int all_f32(const char *path) {
+/* 1 if every tensor of a tower ("vision." or "text.") is f32 (or the file cannot be read
+ * again): only then are its GFLOP/s comparable with the f32 peaks (a quantized tower does
+ * the same work in other instructions, often beyond them). */
+static int tower_f32(const char *path, const char *prefix) {
     weightfile wf;
     if (weightfile_open(path, &wf) != CLIP_OK) return 1;
     int f32 = 1;
-    for (uint32_t i = 0; i < wf.n_tensors; i++) f32 &= WF_TYPE(wf.tensors[i].dtype) == WF_F32;
+    for (uint32_t i = 0; i < wf.n_tensors; i++)
+        if (strncmp(wf.tensors[i].name, prefix, strlen(prefix)) == 0) f32 &= WF_TYPE(wf.tensors[i].dtype) == WF_F32;
     weightfile_close(&wf);
     return f32;
 }
@@ -267,7 +269,7 @@ typedef struct {
     double blas_peak;            /* OpenBLAS sgemm 1024^3 GFLOP/s at this thread count */
     double stream_bytes;         /* weight bytes a case streams from memory (short text), or 0 */
     double copy_gbs;             /* measured copy bandwidth */
-    int f32;                     /* every weight f32: rates as % of the peaks, else as multiples */
+    int f32_vision, f32_text;    /* the tower all f32: rates as % of the peaks, else as multiples */
 } bench_run;
 
 static void print_stages(const session *s, int iters) {
@@ -301,9 +303,10 @@ static int time_encode(bench_run *b, const char *name, const float *pixels, cons
         const double rate = flop / ((med - extra_ms) * 1e6);   /* GFLOP/s */
         printf("%-13s %9.2f ms  (median of %d, min %.2f%s)  %.2f GFLOP, %.1f GFLOP/s", name, med, b->iters,
                min + extra_ms, extra_ms > 0 ? ", with preprocess" : "", flop * 1e-9, rate);
-        if (b->f32) printf(" = %.0f%% of peak", 100 * rate / b->peak);
+        const int f32 = pixels ? b->f32_vision : b->f32_text;
+        if (f32) printf(" = %.0f%% of peak", 100 * rate / b->peak);
         else printf(" (f32-equivalent) = %.2fx the f32 peak", rate / b->peak);
-        if (b->blas_peak > 0 && b->f32) printf(", %.0f%% of OpenBLAS", 100 * rate / b->blas_peak);
+        if (b->blas_peak > 0 && f32) printf(", %.0f%% of OpenBLAS", 100 * rate / b->blas_peak);
         else if (b->blas_peak > 0) printf(", %.2fx OpenBLAS sgemm", rate / b->blas_peak);
         if (count > 1) printf(", %.2f ms each", med / count);
         if (b->stream_bytes > 0)
@@ -344,7 +347,7 @@ int cmd_bench(args *a) {
 
     const int use_blas = strcmp(clip_context_gemm(s.ctx), "openblas") == 0;
     bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n, blas_n, 0, copy_gbs,
-                   all_f32(a->pos[0])};
+                   tower_f32(a->pos[0], "vision."), tower_f32(a->pos[0], "text.")};
     float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
     if (!pixels || !ids) rc = fail("out of memory");
