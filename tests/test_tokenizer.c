@@ -277,6 +277,35 @@ START_TEST(bad_vocabulary) {
 }
 END_TEST
 
+/* A vocabulary that spells one string three times: the reference's encoder is
+ * dict(zip(vocab, range(len(vocab)))), so the last id wins, whichever merge made it. The
+ * first 512 tokens are the golden vocabulary's byte symbols; merge 0 makes "ab</w>" (id
+ * 512), ids 513 and 514 spell it again, then the two specials. */
+START_TEST(duplicate_token_strings) {
+    enum { N = 517 };
+    const char *tokens[N];
+    uint32_t lens[N];
+    for (int i = 0; i < 512; i++) tokens[i] = vocab.v.tokens[i], lens[i] = vocab.v.token_lens[i];
+    for (int i = 512; i < 515; i++) tokens[i] = "ab</w>", lens[i] = 6;
+    tokens[515] = "<|startoftext|>", lens[515] = 15;
+    tokens[516] = "<|endoftext|>", lens[516] = 13;
+    /* 'a' is byte symbol 'a' - '!' (printable ASCII come first); 'b</w>' 256 places on */
+    const uint32_t merges[3] = {'a' - '!', 256 + 'b' - '!', 512};
+    ck_assert_str_eq(tokens[merges[0]], "a");
+    ck_assert_str_eq(tokens[merges[1]], "b</w>");
+    tokenizer_vocab v = {N, tokens, lens, 1, merges, 515, 516};
+    clip_tokenizer *t = NULL;
+    ck_assert_msg(tokenizer_new(&v, &t) == 0, "tokenizer_new: %s", clip_last_error());
+    int32_t got[CTX];
+    ck_assert_int_eq(tokenizer_encode(t, "ab ab", 5, got, CTX), 4);
+    ck_assert_int_eq(got[0], 515);
+    ck_assert_int_eq(got[1], 514);
+    ck_assert_int_eq(got[2], 514);
+    ck_assert_int_eq(got[3], 516);
+    tokenizer_free(t);
+}
+END_TEST
+
 Suite *suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("tokenizer");
@@ -290,6 +319,7 @@ Suite *suite(void) {
     tcase_add_test(tc, adversarial_inputs_finish);
     tcase_add_test(tc, bpe_long_algorithm_matches);
     tcase_add_test(tc, bad_vocabulary);
+    tcase_add_test(tc, duplicate_token_strings);
     suite_add_tcase(s, tc);
     return s;
 }

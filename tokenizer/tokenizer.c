@@ -75,18 +75,28 @@ static int index_lookup(string_index *ix, const char *s, size_t len, uint32_t *i
     return 1;
 }
 
-static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix, uint32_t *merges) {
+/* merges: room for the merges over canonical ids; canonical: n_vocab ids (scratch). */
+static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix, uint32_t *merges,
+                 uint32_t *canonical) {
     size_t cap = 16;
     while (cap < (size_t)v->n_vocab * 2) cap *= 2;
     ix->slot = calloc(cap, sizeof *ix->slot);
     if (!ix->slot) return clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
     ix->mask = cap - 1;
     ix->v = v;
+    /* canonical[id]: the id its string maps to, the last one spelling it. A process that
+     * embeds one text spends much of its start-up here, so each string is looked up once:
+     * a later id that finds its string taken points the earlier one at itself, and the
+     * backward pass below follows such chains to their last id. */
     for (uint32_t id = 0; id < v->n_vocab; id++) {
         if (!v->tokens[id] && v->token_lens[id])
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: token %u has no string", id);
-        *index_find(ix, v->tokens[id], v->token_lens[id]) = id + 1;
+        uint32_t *slot = index_find(ix, v->tokens[id], v->token_lens[id]);
+        if (*slot) canonical[*slot - 1] = id;
+        *slot = id + 1;
+        canonical[id] = id;
     }
+    for (uint32_t id = v->n_vocab; id-- > 0;) canonical[id] = canonical[canonical[id]];  /* later ids final */
     for (unsigned b = 0; b < 256; b++) {
         char s[8];
         unsigned char u8[4];
@@ -98,34 +108,23 @@ static int build(clip_tokenizer *tok, const tokenizer_vocab *v, string_index *ix
         if (!index_lookup(ix, s, (size_t)n + 4, &tok->bpe.byte_end_id[b]))
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: vocabulary lacks the word-end symbol of byte 0x%02X", b);
     }
-    /* Merges over canonical ids (the id a string maps to), checked to spell left+right.
-     * Each id's canonical one is looked up once, not once per merge that names it (a
-     * process that embeds one text spends much of its start-up building these tables). */
-    uint32_t *canonical = malloc((size_t)v->n_vocab * sizeof *canonical);
-    if (!canonical) return clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory for the vocabulary");
-    for (uint32_t id = 0; id < v->n_vocab; id++)      /* found: every token is in the index */
-        index_lookup(ix, v->tokens[id], v->token_lens[id], &canonical[id]);
+    /* Merges over canonical ids, checked to spell left+right. */
     for (uint32_t r = 0; r < v->n_merges; r++) {
         uint32_t ids[3];
         for (int k = 0; k < 3; k++) {
             ids[k] = v->merges[3 * r + k];
-            if (ids[k] >= v->n_vocab) {
-                free(canonical);
+            if (ids[k] >= v->n_vocab)
                 return clip_fail(CLIP_ERR_FORMAT, "tokenizer: merge %u refers to id %u >= n_vocab %u", r, ids[k],
                                  v->n_vocab);
-            }
         }
         size_t ll = v->token_lens[ids[0]], rl = v->token_lens[ids[1]];
         if (ll == 0 || rl == 0 || v->token_lens[ids[2]] != ll + rl ||
             memcmp(v->tokens[ids[2]], v->tokens[ids[0]], ll) != 0 ||
-            memcmp(v->tokens[ids[2]] + ll, v->tokens[ids[1]], rl) != 0) {
-            free(canonical);
+            memcmp(v->tokens[ids[2]] + ll, v->tokens[ids[1]], rl) != 0)
             return clip_fail(CLIP_ERR_FORMAT, "tokenizer: merge %u: token %u is not tokens %u + %u", r, ids[2],
                              ids[0], ids[1]);
-        }
         for (int k = 0; k < 3; k++) merges[3 * r + k] = canonical[ids[k]];
     }
-    free(canonical);
     return bpe_init(&tok->bpe, merges, v->n_merges);
 }
 
@@ -140,15 +139,17 @@ int tokenizer_new(const tokenizer_vocab *v, clip_tokenizer **out) {
     clip_tokenizer *tok = calloc(1, sizeof *tok);
     string_index ix = {0};
     uint32_t *merges = malloc(((size_t)v->n_merges * 3 + 1) * sizeof *merges);
-    int rc = (!tok || !merges) ? clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory") : 0;
+    uint32_t *canonical = malloc((size_t)v->n_vocab * sizeof *canonical);
+    int rc = (!tok || !merges || !canonical) ? clip_fail(CLIP_ERR_NOMEM, "tokenizer: out of memory") : 0;
     if (!rc) {
         tok->n_vocab = v->n_vocab;
         tok->sot_id = v->sot_id;
         tok->eot_id = v->eot_id;
-        rc = build(tok, v, &ix, merges);
+        rc = build(tok, v, &ix, merges, canonical);
     }
     free(ix.slot);
     free(merges);
+    free(canonical);
     if (rc) {
         tokenizer_free(tok);
         return rc;
