@@ -224,7 +224,7 @@ demo-model: all
 
 # Benchmarks (bench/README.md): hyperfine over clip_run on a ViT-B/32-shaped random-weight
 # model; bench-peers also times PyTorch and ONNX Runtime on the same weights, side by side.
-.PHONY: bench-peers bench-search demo-model
+.PHONY: bench-peers bench-search bench-pagecache demo-model
 $(BUILD)/.deps-bench: tools/deps.sh
 	@sh tools/deps.sh bench
 	@mkdir -p $(BUILD) && touch $@
@@ -235,6 +235,8 @@ bench-peers: $(BUILD)/.deps-bench $(CLI)
 	$(PYTHON) bench/run_bench.py --clip-run $(CLI) --peers
 bench-search: $(BUILD)/.deps-bench $(CLI)
 	$(PYTHON) bench/search_bench.py --clip-run $(CLI)
+bench-pagecache: $(BUILD)/.deps-bench $(CLI)
+	$(PYTHON) bench/pagecache_bench.py --clip-run $(CLI)
 
 clean:
 	rm -rf $(BUILD) $(CLI) $(ARM64_CLI)

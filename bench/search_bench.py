@@ -40,7 +40,7 @@ def hyperfine(cmd, runs, out_json):
                     "--style", "none", "--", " ".join(shlex.quote(a) for a in cmd)], check=True, stdout=subprocess.DEVNULL)
     with open(out_json) as f:
         r = json.load(f)["results"][0]
-    return {"mean": r["mean"] * 1000, "sd": r["stddev"] * 1000, "min": r["min"] * 1000,
+    return {"mean": r["mean"] * 1000, "sd": r["stddev"] * 1000, "min": r["min"] * 1000, "median": r["median"] * 1000,
             "cpu": (r["user"] + r["system"]) * 1000}
 
 

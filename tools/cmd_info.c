@@ -48,29 +48,24 @@ static void print_weight_types(const char *path) {
     weightfile_close(&wf);
 }
 
-/* 1 if every tensor of a tower ("vision." or "text.") is f32 (or the file cannot be read
- * again): only then are its GFLOP/s comparable with the f32 peaks (a quantized tower does
- * the same work in other instructions, often beyond them). */
-static int tower_f32(const char *path, const char *prefix) {
+/* What bench needs of the stored weights, in one pass over the directory: whether each
+ * tower is all f32 (only then are its GFLOP/s comparable with the f32 peaks: a quantized
+ * tower does the same work in other instructions, often beyond them), and the bytes of the
+ * text tower's blocks as stored (what a short text streams from memory; the token
+ * embedding gives it only a few rows). The file is opened again, as print_weight_types
+ * does; if it cannot be, bench prints f32 rates and no stream rate. */
+static void bench_weights(const char *path, int *f32_vision, int *f32_text, double *text_block_bytes) {
     weightfile wf;
-    if (weightfile_open(path, &wf) != CLIP_OK) return 1;
-    int f32 = 1;
-    for (uint32_t i = 0; i < wf.n_tensors; i++)
-        if (strncmp(wf.tensors[i].name, prefix, strlen(prefix)) == 0) f32 &= WF_TYPE(wf.tensors[i].dtype) == WF_F32;
+    *f32_vision = *f32_text = 1, *text_block_bytes = 0;
+    if (weightfile_open(path, &wf) != CLIP_OK) return;
+    for (uint32_t i = 0; i < wf.n_tensors; i++) {
+        const wf_tensor *t = &wf.tensors[i];
+        const int f32 = WF_TYPE(t->dtype) == WF_F32;
+        if (strncmp(t->name, "vision.", 7) == 0) *f32_vision &= f32;
+        if (strncmp(t->name, "text.", 5) == 0) *f32_text &= f32;
+        if (strncmp(t->name, "text.blocks.", 12) == 0) *text_block_bytes += (double)t->size;
+    }
     weightfile_close(&wf);
-    return f32;
-}
-
-/* Bytes a short text streams from memory: every tensor of the text tower's blocks, read
- * once (the token embedding gives only a few rows); 0 if the file cannot be read. */
-static double text_block_bytes(const char *path) {
-    weightfile wf;
-    if (weightfile_open(path, &wf) != CLIP_OK) return 0;
-    double bytes = 0;
-    for (uint32_t i = 0; i < wf.n_tensors; i++)
-        if (strncmp(wf.tensors[i].name, "text.blocks.", 12) == 0) bytes += (double)wf.tensors[i].size;
-    weightfile_close(&wf);
-    return bytes;
 }
 
 int cmd_info(args *a) {
@@ -346,8 +341,9 @@ int cmd_bench(args *a) {
     printf("memory        copy bandwidth %.1f GB/s (memcpy 64 MB, read + write)\n", copy_gbs);
 
     const int use_blas = strcmp(clip_context_gemm(s.ctx), "openblas") == 0;
-    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n, blas_n, 0, copy_gbs,
-                   tower_f32(a->pos[0], "vision."), tower_f32(a->pos[0], "text.")};
+    bench_run b = {&s, a->iters > 0 ? a->iters : 10, use_blas ? blas_n : native_n, blas_n, 0, copy_gbs, 1, 1};
+    double text_block_bytes;
+    bench_weights(a->pos[0], &b.f32_vision, &b.f32_text, &text_block_bytes);
     float *pixels = malloc(sizeof(float) * image_len * (size_t)batch);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)context * batch);
     if (!pixels || !ids) rc = fail("out of memory");
@@ -382,8 +378,7 @@ int cmd_bench(args *a) {
     int short_len = 0;
     if (!rc && clip_tokenize(s.model, short_text, strlen(short_text), ids) != CLIP_OK) rc = api_fail();
     for (int i = 0; !rc && i < context; i++) if (ids[i]) short_len = i + 1;
-    /* a short text reads the text tower's blocks once, in whatever types they are stored */
-    b.stream_bytes = text_block_bytes(a->pos[0]);
+    b.stream_bytes = text_block_bytes;
     if (!rc) rc = time_encode(&b, "text_short", NULL, ids, 1, text_flop(c, short_len), 0);
     b.stream_bytes = 0;
     if (!rc && clip_tokenize(s.model, long_text, strlen(long_text), ids) != CLIP_OK) rc = api_fail();
