@@ -90,8 +90,8 @@ def recache_huge(path):
     which every later process maps with one entry per 2 MB. convert.py and clip_run quantize
     leave their output cached the same way (they write whole 2 MiB blocks); a file written
     by other tools (cp, an older convert.py) stays partly in 4 KB pages, whose page faults
-    and unmapping cost each clip_run process about 20 ms. This makes the state the same on every
-    bench run, whatever happened to the file before."""
+    and unmapping cost a 2-thread clip_run process 15-18 ms (bench/pagecache_bench.py).
+    This makes the state the same on every bench run, whatever happened to the file before."""
     if not (hasattr(os, "posix_fadvise") and hasattr(mmap, "MADV_HUGEPAGE")):
         return
     fd = os.open(path, os.O_RDONLY)

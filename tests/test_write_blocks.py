@@ -4,10 +4,11 @@ block and the header (rewritten at offset 0 once the checksums are known) may be
 
 Why it matters: on a file system with large folios, pages written that way are cached as
 2 MiB folios, which clip_run's mapping takes with one page-table entry each; a model written
-in smaller pieces stays in 4 KB pages, and every image-embedding process took about 20 ms
-longer to map and unmap them (tools/clipfile.py, BlockWriter). The reference here is the
-system calls themselves, as strace sees them; the test fails on the earlier writers, which
-wrote each tensor as it came (offsets 64-byte aligned only).
+in smaller pieces stays in 4 KB pages, and an image-embedding process at 2 threads took
+15-18 ms longer to map and unmap them (tools/clipfile.py, BlockWriter;
+bench/pagecache_bench.py). The reference here is the system calls themselves, as strace
+sees them; the test fails on the earlier writers, which wrote each tensor as it came
+(offsets 64-byte aligned only).
 """
 import os
 import re

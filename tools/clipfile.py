@@ -97,8 +97,8 @@ class BlockWriter:
     excepted). A file system that caches files in large folios (xfs; ext4 in recent Linux;
     this project's VM: Linux 6.18, ext4) then keeps each block as one 2 MiB folio, which
     clip_run maps with one page-table entry: written in smaller pieces, a ViT-B/32's vision
-    tower stayed in 4 KB pages, and every process that embeds an image took about 20 ms
-    longer to map and unmap them (83 against 64 ms at 2 threads, Zen 4). finish() writes
+    tower stayed in 4 KB pages, and a process that embeds an image at 2 threads took 15-18 ms
+    longer to map and unmap them (bench/pagecache_bench.py, Zen 4). finish() writes
     the last, partial block; nothing may be written after it."""
     BLOCK = 2 << 20
 
